@@ -1,0 +1,288 @@
+//! `ehrlift`: the command line. Only this crate knows about terminals, flags and
+//! exit statuses; the libraries report through `Reporter` and typed errors.
+
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ehrlift_core::ErrorClass;
+use ehrlift_load::{FindingKind, ObjectStore, RunStatus, open_store};
+use ehrlift_mapping::{Plan, ProcessEnv, load_plan};
+use ehrlift_pipeline::{PipelineError, RunOptions};
+
+/// Move legacy EHR data into encrypted object storage without leaking it.
+///
+/// Exit status: 0 ok; 1 rows quarantined over a table's threshold, or `verify` found
+/// a problem; 2 configuration error (nothing was read or written); 3 transient
+/// infrastructure failure (run again to resume); 4 internal error (a bug).
+#[derive(Debug, Parser)]
+#[command(name = "ehrlift", version, about, long_about = None, max_term_width = 100)]
+struct Cli {
+    /// Log format on stderr: `plain` for people, `json` for log stacks.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+    /// Progress display: bars on a terminal, periodic log lines otherwise.
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
+    /// Seconds between progress log lines when not drawing bars.
+    #[arg(long, global = true, default_value_t = 10)]
+    progress_interval: u64,
+    /// More log detail (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a plan, or resume its interrupted run.
+    ///
+    /// Example: ehrlift run mappings/demo/ehrlift.toml --dest file://out/demo
+    Run {
+        /// The plan file (ehrlift.toml).
+        plan: PathBuf,
+        /// Destination URL (file://PATH), overriding the plan's.
+        #[arg(long)]
+        dest: Option<String>,
+        /// Start over: delete this plan's tables at the destination and begin a new run.
+        #[arg(long)]
+        fresh: bool,
+        /// Print the run outcome as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a plan, its mappings and its source files' headers; writes nothing.
+    ///
+    /// Example: ehrlift validate mappings/synthea/ehrlift.toml
+    Validate {
+        /// The plan file.
+        plan: PathBuf,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute every object of the destination's current run against its manifest.
+    ///
+    /// Example: ehrlift verify file://out/demo
+    Verify {
+        /// Destination URL (file://PATH) or a plain directory path.
+        url: String,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show how far a plan's run at its destination has got.
+    ///
+    /// Example: ehrlift status mappings/demo/ehrlift.toml
+    Status {
+        /// The plan file.
+        plan: PathBuf,
+        /// Destination URL, overriding the plan's.
+        #[arg(long)]
+        dest: Option<String>,
+        /// Print the status as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProgressMode {
+    Auto,
+    Bars,
+    Log,
+    None,
+}
+
+/// A failure with its class; the message names no value.
+struct Failure {
+    class: ErrorClass,
+    message: String,
+}
+
+impl From<PipelineError> for Failure {
+    fn from(e: PipelineError) -> Self {
+        Failure { class: e.class(), message: e.to_string() }
+    }
+}
+
+fn config(message: impl Into<String>) -> Failure {
+    Failure { class: ErrorClass::Configuration, message: message.into() }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ui = progress::Ui::new(cli.progress == ProgressMode::Bars || (cli.progress == ProgressMode::Auto && progress::stderr_is_terminal()));
+    progress::init_tracing(cli.log_format == LogFormat::Json, cli.verbose, ui.clone());
+    install_panic_hook();
+    let result = match &cli.command {
+        Command::Run { plan, dest, fresh, json } => cmd_run(&cli, &ui, plan, dest.as_deref(), *fresh, *json),
+        Command::Validate { plan, json } => cmd_validate(plan, *json),
+        Command::Verify { url, json } => cmd_verify(url, *json),
+        Command::Status { plan, dest, json } => cmd_status(plan, dest.as_deref(), *json),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            ui.clear();
+            tracing::error!(class = ?f.class, "{}", f.message);
+            ExitCode::from(f.class.exit_code() as u8)
+        }
+    }
+}
+
+/// Panics are bugs: say so, with the location, and never the payload (it may hold a value).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("ehrlift: internal error (a bug) at {at}; please report it. Exit status 4.");
+        std::process::exit(4);
+    }));
+}
+
+fn load(plan: &Path) -> Result<Plan, Failure> {
+    load_plan(plan, &ProcessEnv).map_err(|d| {
+        let n = d.len();
+        config(format!("{n} problem(s) in the plan:\n{d}"))
+    })
+}
+
+fn store_for(plan: &Plan, dest: Option<&str>) -> Result<Box<dyn ObjectStore>, Failure> {
+    let url = match dest {
+        Some(d) => normalize_url(d)?,
+        None => plan.destination.clone().ok_or_else(|| config("no destination: set [destination] url in the plan or pass --dest file://PATH"))?,
+    };
+    open_store(&url).map_err(|e| config(e.to_string()))
+}
+
+/// Accepts `file://PATH` or a bare path; relative paths are relative to the working directory.
+fn normalize_url(s: &str) -> Result<String, Failure> {
+    let path = s.strip_prefix("file://").unwrap_or(s);
+    if s.contains("://") && !s.starts_with("file://") {
+        return Err(config(format!("unsupported destination `{s}`; expected file://PATH")));
+    }
+    let abs = std::path::absolute(path).map_err(|e| config(format!("destination `{s}`: {e}")))?;
+    Ok(format!("file://{}", abs.display()))
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Failure { class: ErrorClass::Internal, message: e.to_string() })?;
+    println!("{s}");
+    Ok(())
+}
+
+fn cmd_run(cli: &Cli, ui: &progress::Ui, plan_path: &Path, dest: Option<&str>, fresh: bool, json: bool) -> Result<u8, Failure> {
+    let plan = load(plan_path)?;
+    let store = store_for(&plan, dest)?;
+    let reporter: Arc<dyn ehrlift_core::Reporter> = match cli.progress {
+        ProgressMode::None => Arc::new(ehrlift_core::NullReporter),
+        _ if ui.bars() => Arc::new(progress::BarReporter::new(ui.clone())),
+        _ => Arc::new(progress::LogReporter::new(std::time::Duration::from_secs(cli.progress_interval.max(1)))),
+    };
+    let outcome = ehrlift_pipeline::run(&plan, store.as_ref(), &RunOptions { fresh, reporter })?;
+    ui.clear();
+    if outcome.already_finished {
+        tracing::info!(run_id = %outcome.run_id, "run already finished; nothing to do (use --fresh to start over)");
+    }
+    for t in &outcome.tables {
+        tracing::info!(
+            table = %t.table, rows_read = t.rows_read, rows_written = t.rows_written, rows_quarantined = t.rows_quarantined,
+            parts = t.parts, status = ?t.status, "table summary"
+        );
+    }
+    if json {
+        print_json(&outcome)?;
+    } else {
+        eprintln!("run {} {:?}: manifest {}/{}", outcome.run_id, outcome.status, store.url(), outcome.manifest);
+    }
+    Ok(match outcome.status {
+        RunStatus::Complete => 0,
+        _ => ErrorClass::Data.exit_code() as u8,
+    })
+}
+
+fn cmd_validate(plan_path: &Path, json: bool) -> Result<u8, Failure> {
+    let plan = load(plan_path)?;
+    let report = ehrlift_pipeline::validate(&plan);
+    if json {
+        print_json(&report)?;
+    }
+    for t in &report.tables {
+        match &t.problem {
+            None => eprintln!("ok    {:<24} {} file(s), {} bytes, {} output column(s)", t.table, t.files, t.bytes, t.columns),
+            Some(p) => eprintln!("ERROR {:<24} {p}", t.table),
+        }
+    }
+    if report.ok() {
+        eprintln!("plan {} is valid: {} table(s)", plan_path.display(), report.tables.len());
+        Ok(0)
+    } else {
+        Ok(ErrorClass::Configuration.exit_code() as u8)
+    }
+}
+
+fn cmd_verify(url: &str, json: bool) -> Result<u8, Failure> {
+    let store = open_store(&normalize_url(url)?).map_err(|e| config(e.to_string()))?;
+    let report = ehrlift_load::verify(store.as_ref()).map_err(|e| match e {
+        ehrlift_load::VerifyError::Store(s) => Failure { class: s.class(), message: s.to_string() },
+        other => Failure { class: ErrorClass::Data, message: other.to_string() },
+    })?;
+    if json {
+        print_json(&report)?;
+    }
+    for f in &report.findings {
+        let what = match f.kind {
+            FindingKind::Missing => "missing",
+            FindingKind::Extra => "extra (not in the manifest)",
+            FindingKind::Altered => "altered (size or SHA-256 differs)",
+        };
+        eprintln!("FAIL {}: {what}", f.key);
+    }
+    if report.findings.is_empty() {
+        eprintln!("verified run {}: {} object(s), {} bytes, {} rows; all match the manifest", report.run_id, report.objects_checked, report.bytes_hashed, report.rows);
+        Ok(0)
+    } else {
+        eprintln!("verification of run {} FAILED: {} problem(s)", report.run_id, report.findings.len());
+        Ok(ErrorClass::Data.exit_code() as u8)
+    }
+}
+
+fn cmd_status(plan_path: &Path, dest: Option<&str>, json: bool) -> Result<u8, Failure> {
+    let plan = load(plan_path)?;
+    let store = store_for(&plan, dest)?;
+    let report = ehrlift_pipeline::status(&plan, store.as_ref())?;
+    if json {
+        print_json(&report)?;
+        return Ok(0);
+    }
+    let Some(state) = &report.state else {
+        eprintln!("no run at {} yet", store.url());
+        return Ok(0);
+    };
+    eprintln!("run {} ({:?}, attempt {}, started {})", state.run_id, state.status, state.attempts, state.started_at);
+    if !report.plan_matches {
+        eprintln!("warning: the plan or its mappings changed since this run started; `run` will refuse to resume it (use --fresh)");
+    }
+    for t in &report.tables {
+        let st = match t.finished {
+            Some(s) => format!("{s:?}").to_lowercase(),
+            None if t.parts == 0 => "not started".into(),
+            None => "in progress".into(),
+        };
+        eprintln!(
+            "  {:<24} {:<20} parts {:>5}  read {:>12}  written {:>12}  quarantined {:>10}",
+            t.table, st, t.parts, t.rows_read, t.rows_written, t.rows_quarantined
+        );
+    }
+    Ok(0)
+}

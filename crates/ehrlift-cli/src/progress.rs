@@ -1,0 +1,190 @@
+//! Progress on stderr: indicatif bars on a terminal, periodic log lines elsewhere.
+//! Log lines printed while bars are drawn suspend the bars, so the two never fight.
+
+use std::collections::HashMap;
+use std::io::{self, IsTerminal};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ehrlift_core::{Reporter, TableEvent};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+pub fn stderr_is_terminal() -> bool {
+    io::stderr().is_terminal()
+}
+
+/// The terminal: bars or not.
+#[derive(Clone)]
+pub struct Ui {
+    multi: Option<MultiProgress>,
+}
+
+impl Ui {
+    pub fn new(bars: bool) -> Self {
+        Ui { multi: bars.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8))) }
+    }
+
+    pub fn bars(&self) -> bool {
+        self.multi.is_some()
+    }
+
+    pub fn clear(&self) {
+        if let Some(m) = &self.multi {
+            let _ = m.clear();
+        }
+    }
+}
+
+/// stderr, suspending bars while a log line is written.
+impl io::Write for Ui {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &self.multi {
+            Some(m) => m.suspend(|| io::stderr().write(buf)),
+            None => io::stderr().write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for Ui {
+    type Writer = Ui;
+    fn make_writer(&'a self) -> Ui {
+        self.clone()
+    }
+}
+
+/// Logs go to stderr, plain or JSON; `EHRLIFT_LOG` (tracing's filter syntax) overrides `-v`.
+pub fn init_tracing(json: bool, verbose: u8, ui: Ui) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("EHRLIFT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(ui).with_target(false);
+    if json {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.with_ansi(stderr_is_terminal()).compact().init();
+    }
+}
+
+/// One bar per table: bytes when the total is known, rows otherwise.
+pub struct BarReporter {
+    ui: Ui,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl BarReporter {
+    pub fn new(ui: Ui) -> Self {
+        BarReporter { ui, bars: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl Reporter for BarReporter {
+    fn event(&self, event: TableEvent) {
+        let Some(multi) = &self.ui.multi else { return };
+        let mut bars = self.bars.lock().expect("bars lock");
+        match event {
+            TableEvent::Started { table, total_bytes, done_bytes, .. } => {
+                let bar = match total_bytes {
+                    Some(total) => {
+                        let b = multi.add(ProgressBar::new(total));
+                        b.set_style(
+                            ProgressStyle::with_template("{prefix:>16.bold} [{bar:28.cyan/blue}] {percent:>3}% {msg} eta {eta}")
+                                .expect("template")
+                                .progress_chars("=> "),
+                        );
+                        b.set_position(done_bytes);
+                        b
+                    }
+                    None => {
+                        let b = multi.add(ProgressBar::new_spinner());
+                        b.set_style(ProgressStyle::with_template("{prefix:>16.bold} {spinner} {msg} {elapsed}").expect("template"));
+                        b
+                    }
+                };
+                bar.set_prefix(table.clone());
+                bar.enable_steady_tick(Duration::from_millis(250));
+                bars.insert(table, bar);
+            }
+            TableEvent::Progress { table, rows, quarantined, bytes } => {
+                if let Some(b) = bars.get(&table) {
+                    if b.length().is_some() {
+                        b.set_position(bytes);
+                    }
+                    let rate = rows as f64 / b.elapsed().as_secs_f64().max(0.001);
+                    b.set_message(format!("{rows} rows ({rate:.0}/s), {quarantined} quarantined"));
+                }
+            }
+            TableEvent::Finished { table, rows_read, rows_written, rows_quarantined, elapsed } => {
+                if let Some(b) = bars.remove(&table) {
+                    b.finish_and_clear();
+                    multi.remove(&b);
+                }
+                let _ = multi.println(format!(
+                    "{table:>16} done: {rows_read} read, {rows_written} written, {rows_quarantined} quarantined in {:.1}s",
+                    elapsed.as_secs_f64()
+                ));
+            }
+            TableEvent::Failed { table, message } => {
+                if let Some(b) = bars.remove(&table) {
+                    b.abandon();
+                }
+                let _ = multi.println(format!("{table:>16} FAILED: {message}"));
+            }
+            TableEvent::Skipped { table } => {
+                let _ = multi.println(format!("{table:>16} already complete"));
+            }
+            TableEvent::PartCommitted { .. } => {}
+            _ => {}
+        }
+    }
+}
+
+/// Periodic log lines (plain or JSON through tracing) for batch jobs.
+pub struct LogReporter {
+    every: Duration,
+    last: Mutex<HashMap<String, (Instant, Instant, Option<u64>)>>,
+}
+
+impl LogReporter {
+    pub fn new(every: Duration) -> Self {
+        LogReporter { every, last: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl Reporter for LogReporter {
+    fn event(&self, event: TableEvent) {
+        match event {
+            TableEvent::Started { table, total_bytes, done_bytes, done_rows } => {
+                tracing::info!(%table, total_bytes, done_bytes, done_rows, "table started");
+                let now = Instant::now();
+                self.last.lock().expect("lock").insert(table, (now, now, total_bytes));
+            }
+            TableEvent::Progress { table, rows, quarantined, bytes } => {
+                let mut last = self.last.lock().expect("lock");
+                if let Some((start, at, total)) = last.get_mut(&table) {
+                    if at.elapsed() >= self.every {
+                        *at = Instant::now();
+                        let rows_per_s = (rows as f64 / start.elapsed().as_secs_f64().max(0.001)).round() as u64;
+                        let percent = total.filter(|t| *t > 0).map(|t| (bytes * 100 / t).min(100));
+                        tracing::info!(%table, rows, rows_per_s, quarantined, bytes, percent, "progress");
+                    }
+                }
+            }
+            TableEvent::PartCommitted { table, key, rows } => tracing::debug!(%table, %key, rows, "part committed"),
+            TableEvent::Finished { table, rows_read, rows_written, rows_quarantined, elapsed } => {
+                tracing::info!(%table, rows_read, rows_written, rows_quarantined, seconds = elapsed.as_secs_f64(), "table finished");
+            }
+            TableEvent::Failed { table, message } => tracing::error!(%table, "{message}"),
+            TableEvent::Skipped { table } => tracing::info!(%table, "table already complete"),
+            _ => {}
+        }
+    }
+}
+

@@ -1,0 +1,96 @@
+use std::fmt;
+
+/// The four classes every ehrlift error belongs to; each maps to one exit status.
+///
+/// A class says what a caller can do about the error: fix the plan
+/// (configuration), look at the quarantine (data), retry (transient) or report
+/// a bug (internal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The plan, a mapping or a flag is wrong; nothing was read or written.
+    Configuration,
+    /// Input rows were rejected over the plan's threshold.
+    Data,
+    /// Storage or a service failed in a way a retry may cure.
+    Transient,
+    /// A bug in ehrlift.
+    Internal,
+}
+
+impl ErrorClass {
+    /// Process exit status for this class, as documented in the README.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorClass::Data => 1,
+            ErrorClass::Configuration => 2,
+            ErrorClass::Transient => 3,
+            ErrorClass::Internal => 4,
+        }
+    }
+}
+
+/// Why a row went to quarantine. Codes are stable: reports and alerts key on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Reason {
+    /// A field is not valid in the file's declared encoding.
+    InvalidEncoding,
+    /// The record has fewer fields than the header.
+    MissingFields,
+    /// The record has more fields than the header.
+    ExtraFields,
+    /// The CSV reader could not split the record.
+    MalformedRecord,
+    /// Text is not an integer.
+    InvalidInteger,
+    /// Text is not a floating-point number.
+    InvalidFloat,
+    /// Text is not a decimal number.
+    InvalidDecimal,
+    /// A decimal has more digits than its declared precision or scale holds.
+    DecimalOutOfRange,
+    /// Text is none of the configured true/false tokens.
+    InvalidBoolean,
+    /// Text does not match the column's date format.
+    InvalidDate,
+    /// Text does not match the column's timestamp format.
+    InvalidTimestamp,
+    /// A local time that does not exist or is ambiguous in the column's time zone.
+    AmbiguousLocalTime,
+    /// A code missing from the column's recode table.
+    UnmappedCode,
+    /// A null in a column declared `nullable = false`.
+    NullNotAllowed,
+    /// The whole file is in an encoding ehrlift cannot read (e.g. UTF-16).
+    UnsupportedFileEncoding,
+}
+
+impl Reason {
+    /// The stable snake_case code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::InvalidEncoding => "invalid_encoding",
+            Reason::MissingFields => "missing_fields",
+            Reason::ExtraFields => "extra_fields",
+            Reason::MalformedRecord => "malformed_record",
+            Reason::InvalidInteger => "invalid_integer",
+            Reason::InvalidFloat => "invalid_float",
+            Reason::InvalidDecimal => "invalid_decimal",
+            Reason::DecimalOutOfRange => "decimal_out_of_range",
+            Reason::InvalidBoolean => "invalid_boolean",
+            Reason::InvalidDate => "invalid_date",
+            Reason::InvalidTimestamp => "invalid_timestamp",
+            Reason::AmbiguousLocalTime => "ambiguous_local_time",
+            Reason::UnmappedCode => "unmapped_code",
+            Reason::NullNotAllowed => "null_not_allowed",
+            Reason::UnsupportedFileEncoding => "unsupported_file_encoding",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}

@@ -1,0 +1,407 @@
+//! Streaming CSV: bounded memory, explicit dialect, resumable at any record boundary.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use ehrlift_core::{Position, Reason, Rejection, RowOrigin, SourceBatch};
+use ehrlift_mapping::{Compression, CsvOptions, Mapping, TextEncoding};
+
+use crate::SourceError;
+
+/// One file of a table, as listed at open time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Path on disk.
+    pub path: PathBuf,
+    /// Size in bytes (compressed size for compressed files).
+    pub size: u64,
+}
+
+/// Lists the files a table's globs match under `dir`, sorted and without duplicates.
+pub fn list_files(table: &str, dir: &Path, patterns: &[String]) -> Result<Vec<SourceFile>, SourceError> {
+    let mut paths = Vec::new();
+    for p in patterns {
+        let full = dir.join(p);
+        let matches = glob::glob(&full.to_string_lossy()).map_err(|e| SourceError::Glob { pattern: p.clone(), message: e.to_string() })?;
+        for m in matches {
+            let m = m.map_err(|e| SourceError::Io { file: e.path().to_path_buf(), byte: 0, source: io::Error::other(e.to_string()) })?;
+            if m.is_file() {
+                paths.push(m);
+            }
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    if paths.is_empty() {
+        return Err(SourceError::NoFiles { table: table.to_owned(), patterns: patterns.join(", "), dir: dir.to_path_buf() });
+    }
+    paths
+        .into_iter()
+        .map(|path| {
+            let size = std::fs::metadata(&path).map_err(|source| SourceError::Io { file: path.clone(), byte: 0, source })?.len();
+            Ok(SourceFile { path, size })
+        })
+        .collect()
+}
+
+/// A table's CSV files read as one stream of raw utf8 batches.
+pub struct CsvTableSource {
+    table: String,
+    files: Vec<SourceFile>,
+    options: CsvOptions,
+    /// Source columns to materialize, in order.
+    needed: Vec<String>,
+    /// Source columns the mapping accounts for (read or dropped).
+    classified: HashSet<String>,
+    schema: Arc<Schema>,
+    pos: Position,
+    seq: u64,
+    open: Option<OpenFile>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Base {
+    byte: u64,
+    line: u64,
+    record: i64,
+}
+
+impl Base {
+    fn origin(&self, file: u32, p: &csv::Position) -> RowOrigin {
+        RowOrigin {
+            file,
+            record: (self.record + p.record() as i64 + 1) as u64,
+            line: self.line + p.line() - 1,
+            byte: self.byte + p.byte(),
+        }
+    }
+
+    fn end(&self, file: u32, p: &csv::Position) -> Position {
+        Position { file, byte: self.byte + p.byte(), record: (self.record + p.record() as i64) as u64, line: self.line + p.line() - 1 }
+    }
+}
+
+struct OpenFile {
+    reader: csv::Reader<Box<dyn Read + Send>>,
+    /// For each needed column, its index in the file's records.
+    projection: Vec<usize>,
+    /// Names of the needed columns (for rejections).
+    width: usize,
+    /// What to add to the reader's own positions: the resume point, or for a reader
+    /// that started at byte 0, minus the header record it consumed.
+    base: Base,
+    /// Whole file rejected before any record (e.g. UTF-16).
+    rejected_file: Option<Reason>,
+}
+
+impl CsvTableSource {
+    /// Opens `mapping`'s files under `dir`, ready to read from `resume`.
+    pub fn open(mapping: &Mapping, files: Vec<SourceFile>, resume: Position) -> Self {
+        let needed = mapping.source_columns();
+        let schema = Arc::new(Schema::new(needed.iter().map(|n| Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>()));
+        CsvTableSource {
+            table: mapping.table.clone(),
+            files,
+            options: mapping.csv.clone(),
+            classified: mapping.classified_source_columns().into_iter().map(str::to_owned).collect(),
+            needed,
+            schema,
+            pos: resume,
+            seq: 0,
+            open: None,
+        }
+    }
+
+    /// The files, in reading order.
+    pub fn files(&self) -> &[SourceFile] {
+        &self.files
+    }
+
+    /// Total bytes to read, when every file is uncompressed (for a determinate bar).
+    pub fn total_bytes(&self) -> Option<u64> {
+        let plain = self.files.iter().all(|f| compression_of(&self.options, &f.path) == Compression::None);
+        plain.then(|| self.files.iter().map(|f| f.size).sum())
+    }
+
+    /// Bytes of the files before the current one plus the offset in it.
+    pub fn bytes_done(&self, pos: &Position) -> u64 {
+        self.files.iter().take(pos.file as usize).map(|f| f.size).sum::<u64>() + pos.byte
+    }
+
+    /// Where the next batch starts.
+    pub fn position(&self) -> Position {
+        self.pos
+    }
+
+    /// Sets the sequence number of the next batch (after a resume).
+    pub fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+
+    /// Checks every file's header against the mapping without reading data.
+    pub fn check_headers(&self) -> Result<(), SourceError> {
+        for (i, _) in self.files.iter().enumerate() {
+            self.open_file(i as u32, Position { file: i as u32, ..Position::default() })?;
+        }
+        Ok(())
+    }
+
+    /// Reads up to `limit` records (never across a file boundary).
+    ///
+    /// `Ok(None)` at the end of the last file.
+    pub fn next_batch(&mut self, limit: usize) -> Result<Option<SourceBatch>, SourceError> {
+        loop {
+            if self.pos.file as usize >= self.files.len() {
+                return Ok(None);
+            }
+            if self.open.is_none() {
+                self.open = Some(self.open_file(self.pos.file, self.pos)?);
+            }
+            let open = self.open.as_mut().expect("opened");
+            if let Some(reason) = open.rejected_file.take() {
+                let start = self.pos;
+                let origin = RowOrigin { file: start.file, record: 0, line: 1, byte: 0 };
+                self.advance_file();
+                let batch = RecordBatch::new_empty(self.schema.clone());
+                let rejected = vec![Rejection { origin, column: None, reason }];
+                return Ok(Some(self.emit(batch, Vec::new(), rejected, start)));
+            }
+            let start = self.pos;
+            let (batch, rows, rejected, end) = self.read_records(limit)?;
+            if batch.num_rows() == 0 && rejected.is_empty() {
+                self.advance_file();
+                continue;
+            }
+            self.pos = end;
+            return Ok(Some(self.emit(batch, rows, rejected, start)));
+        }
+    }
+
+    fn emit(&mut self, batch: RecordBatch, rows: Vec<RowOrigin>, rejected: Vec<Rejection>, start: Position) -> SourceBatch {
+        let seq = self.seq;
+        self.seq += 1;
+        SourceBatch { table: self.table.clone(), seq, batch, rows, start, end: self.pos, rejected }
+    }
+
+    fn advance_file(&mut self) {
+        self.open = None;
+        self.pos = Position { file: self.pos.file + 1, byte: 0, record: 0, line: 1 };
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn read_records(&mut self, limit: usize) -> Result<(RecordBatch, Vec<RowOrigin>, Vec<Rejection>, Position), SourceError> {
+        let file_idx = self.pos.file;
+        let path = self.files[file_idx as usize].path.clone();
+        let encoding = self.options.encoding;
+        let open = self.open.as_mut().expect("opened");
+        let mut builders: Vec<StringBuilder> = (0..self.needed.len()).map(|_| StringBuilder::with_capacity(limit, limit * 16)).collect();
+        let mut rows = Vec::with_capacity(limit);
+        let mut rejected = Vec::new();
+        let mut rec = csv::ByteRecord::new();
+        let mut scratch = String::new();
+        let mut n = 0;
+        while n < limit {
+            let more = open.reader.read_byte_record(&mut rec).map_err(|e| csv_error(&path, open.base.byte, e))?;
+            if !more {
+                break;
+            }
+            n += 1;
+            let p = rec.position().expect("csv records carry positions");
+            let origin = open.base.origin(file_idx, p);
+            if rec.len() != open.width {
+                let reason = if rec.len() < open.width { Reason::MissingFields } else { Reason::ExtraFields };
+                rejected.push(Rejection { origin, column: None, reason });
+                continue;
+            }
+            // Decode every needed field before appending any, so a bad row leaves no trace.
+            let mut bad = None;
+            for (k, &idx) in open.projection.iter().enumerate() {
+                if decode(encoding, &rec[idx], &mut scratch).is_err() {
+                    bad = Some(k);
+                    break;
+                }
+            }
+            if let Some(k) = bad {
+                rejected.push(Rejection { origin, column: Some(self.needed[k].clone()), reason: Reason::InvalidEncoding });
+                continue;
+            }
+            for (b, &idx) in builders.iter_mut().zip(&open.projection) {
+                match encoding {
+                    // Validated above.
+                    TextEncoding::Utf8 => b.append_value(std::str::from_utf8(&rec[idx]).expect("validated utf-8")),
+                    _ => {
+                        decode(encoding, &rec[idx], &mut scratch).expect("single-byte encodings always decode");
+                        b.append_value(&scratch);
+                    }
+                }
+            }
+            rows.push(origin);
+        }
+        let end = open.base.end(file_idx, open.reader.position());
+        let columns: Vec<ArrayRef> = builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).expect("utf8 columns match the raw schema");
+        Ok((batch, rows, rejected, end))
+    }
+
+    fn reader_builder(&self) -> csv::ReaderBuilder {
+        let o = &self.options;
+        let mut b = csv::ReaderBuilder::new();
+        b.has_headers(false)
+            .flexible(true)
+            .delimiter(o.delimiter.0)
+            .quote(o.quote.0)
+            .double_quote(o.double_quote)
+            .escape(o.escape.map(|e| e.0))
+            .comment(o.comment.map(|c| c.0))
+            .buffer_capacity(256 * 1024);
+        b
+    }
+
+    /// Opens file `idx`, checks its header, and positions the reader at `at`.
+    fn open_file(&self, idx: u32, at: Position) -> Result<OpenFile, SourceError> {
+        let path = &self.files[idx as usize].path;
+        let mut stream = open_stream(path, compression_of(&self.options, path), 0)?;
+        let head = stream.fill_buf().map_err(|source| SourceError::Io { file: path.clone(), byte: 0, source })?;
+        if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+            return Ok(OpenFile {
+                reader: self.reader_builder().from_reader(Box::new(io::empty())),
+                projection: Vec::new(),
+                width: 0,
+                base: Base { byte: 0, line: 1, record: 0 },
+                rejected_file: Some(Reason::UnsupportedFileEncoding),
+            });
+        }
+        let mut reader = self.reader_builder().from_reader(Box::new(stream) as Box<dyn Read + Send>);
+        let (names, data_start) = if self.options.header {
+            let mut rec = csv::ByteRecord::new();
+            let found = reader.read_byte_record(&mut rec).map_err(|e| csv_error(path, 0, e))?;
+            if !found {
+                // An empty file: nothing to read, nothing to check.
+                return Ok(OpenFile { reader, projection: Vec::new(), width: 0, base: Base { byte: 0, line: 1, record: 0 }, rejected_file: None });
+            }
+            let mut names = Vec::with_capacity(rec.len());
+            let mut s = String::new();
+            for (i, f) in rec.iter().enumerate() {
+                decode(self.options.encoding, f, &mut s).map_err(|_| SourceError::Schema {
+                    file: path.clone(),
+                    message: format!("header field #{} is not valid {:?} text", i + 1, self.options.encoding),
+                })?;
+                names.push(s.clone());
+            }
+            let p = reader.position();
+            (names, Position { file: idx, byte: p.byte(), record: 0, line: p.line() })
+        } else {
+            (self.options.columns.clone(), Position { file: idx, byte: 0, record: 0, line: 1 })
+        };
+        let projection = self.project(path, &names)?;
+        let width = names.len();
+        let (reader, base) = if at.byte > data_start.byte {
+            let stream = open_stream(path, compression_of(&self.options, path), at.byte)?;
+            let base = Base { byte: at.byte, line: at.line, record: at.record as i64 };
+            (self.reader_builder().from_reader(Box::new(stream) as Box<dyn Read + Send>), base)
+        } else {
+            // This reader started at byte 0: its positions are absolute but count the header.
+            (reader, Base { byte: 0, line: 1, record: -i64::from(self.options.header) })
+        };
+        Ok(OpenFile { reader, projection, width, base, rejected_file: None })
+    }
+
+    fn project(&self, path: &Path, names: &[String]) -> Result<Vec<usize>, SourceError> {
+        let schema_err = |message: String| SourceError::Schema { file: path.to_path_buf(), message };
+        let unclassified: Vec<String> = names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !self.classified.contains(n.as_str()))
+            .map(|(i, n)| if n.is_empty() { format!("#{} (empty name)", i + 1) } else { format!("`{n}`") })
+            .collect();
+        if !unclassified.is_empty() {
+            return Err(schema_err(format!(
+                "table `{}`: source column(s) {} are neither mapped nor listed in `drop`; every source column must be classified",
+                self.table,
+                unclassified.join(", ")
+            )));
+        }
+        self.needed
+            .iter()
+            .map(|n| {
+                let mut hits = names.iter().enumerate().filter(|(_, h)| *h == n).map(|(i, _)| i);
+                match (hits.next(), hits.next()) {
+                    (Some(i), None) => Ok(i),
+                    (None, _) => Err(schema_err(format!("table `{}`: mapped source column `{n}` is not in the header", self.table))),
+                    (Some(_), Some(_)) => Err(schema_err(format!("table `{}`: source column `{n}` appears more than once in the header", self.table))),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Decodes one field into `out`. Only UTF-8 can fail.
+fn decode(encoding: TextEncoding, bytes: &[u8], out: &mut String) -> Result<(), ()> {
+    out.clear();
+    match encoding {
+        TextEncoding::Utf8 => out.push_str(std::str::from_utf8(bytes).map_err(|_| ())?),
+        TextEncoding::Latin1 => out.extend(bytes.iter().map(|&b| b as char)),
+        TextEncoding::Windows1252 => {
+            let (text, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes);
+            out.push_str(&text);
+        }
+    }
+    Ok(())
+}
+
+fn compression_of(options: &CsvOptions, path: &Path) -> Compression {
+    match options.compression {
+        Compression::Auto => match path.extension().and_then(|e| e.to_str()) {
+            Some("gz") => Compression::Gzip,
+            Some("zst") => Compression::Zstd,
+            _ => Compression::None,
+        },
+        c => c,
+    }
+}
+
+/// A plain file, or its decompressed contents, buffered, starting `skip` (decompressed)
+/// bytes in: a seek for plain files, reading and discarding for compressed ones.
+fn open_stream(path: &Path, compression: Compression, skip: u64) -> Result<BufReader<Box<dyn Read + Send>>, SourceError> {
+    let io_err = |source| SourceError::Io { file: path.to_path_buf(), byte: skip, source };
+    let mut file = File::open(path).map_err(io_err)?;
+    let inner: Box<dyn Read + Send> = match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, file))),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file).map_err(io_err)?),
+        Compression::None | Compression::Auto => {
+            if skip > 0 {
+                let len = file.metadata().map_err(io_err)?.len();
+                if len < skip {
+                    return Err(io_err(io::Error::new(io::ErrorKind::UnexpectedEof, "file is shorter than the saved resume position")));
+                }
+                file.seek(SeekFrom::Start(skip)).map_err(io_err)?;
+            }
+            return Ok(BufReader::with_capacity(256 * 1024, Box::new(file)));
+        }
+    };
+    let mut stream = BufReader::with_capacity(256 * 1024, inner);
+    if skip > 0 {
+        let copied = io::copy(&mut stream.by_ref().take(skip), &mut io::sink()).map_err(io_err)?;
+        if copied < skip {
+            return Err(io_err(io::Error::new(io::ErrorKind::UnexpectedEof, "file is shorter than the saved resume position")));
+        }
+    }
+    Ok(stream)
+}
+
+fn csv_error(path: &Path, base: u64, e: csv::Error) -> SourceError {
+    let byte = base + e.position().map_or(0, csv::Position::byte);
+    let source = match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        // With flexible records and byte records, other kinds carry no cell value but are unexpected.
+        _ => io::Error::new(io::ErrorKind::InvalidData, "malformed CSV record"),
+    };
+    SourceError::Io { file: path.to_path_buf(), byte, source }
+}
+

@@ -1,0 +1,28 @@
+//! Loading: Parquet parts, object stores, the run's commit records and manifest,
+//! and `verify`.
+//!
+//! Every object is written whole or not at all (temp + rename locally), hashed
+//! (SHA-256) as it is written, and recorded only after it is durable.
+
+mod manifest;
+mod part;
+mod store;
+mod verify;
+
+pub use manifest::{CommitRecord, FileDigest, Manifest, ObjectEntry, ObjectKind, RunState, RunStatus, TableSummary, TableStatus};
+pub use part::{PartSettings, PartWriter, WrittenPart};
+pub use store::{LocalStore, ObjectMeta, ObjectStore, ObjectWriter, StoreError, open_store};
+pub use manifest::{FORMAT_VERSION, STATE_KEY, commit_key, data_key, manifest_key, quarantine_key, run_prefix};
+pub use verify::{Finding, FindingKind, VerifyError, VerifyReport, verify};
+
+/// SHA-256 of `bytes`, lowercase hex: the one digest ehrlift records everywhere.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// SHA-256 of an Arrow schema's fields (names, types, nullability), for manifests.
+pub fn schema_fingerprint(schema: &arrow_schema::Schema) -> String {
+    let text: Vec<String> = schema.fields().iter().map(|f| format!("{}:{}:{}", f.name(), f.data_type(), f.is_nullable())).collect();
+    sha256_hex(text.join("\n").as_bytes())
+}

@@ -1,0 +1,214 @@
+//! What a run records: per-part commit records while it runs, and the run manifest
+//! (the commit point) when it ends. All of it lives under `<dest>/_ehrlift/`.
+//!
+//! Layout:
+//! - `_ehrlift/state.json`: the current run (id, plan fingerprint, status);
+//! - `_ehrlift/runs/<run-id>/commits/<table>/<part>.json`: one [`CommitRecord`] per
+//!   committed part, written only after the part's objects are durable;
+//! - `_ehrlift/runs/<run-id>/manifest.json`: the [`Manifest`], written last.
+
+use std::collections::BTreeMap;
+
+use ehrlift_core::{Position, SourceRange};
+use serde::{Deserialize, Serialize};
+
+/// Version of the manifest and commit-record formats.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Key of the run state object.
+pub const STATE_KEY: &str = "_ehrlift/state.json";
+
+/// Prefix of a run's metadata.
+pub fn run_prefix(run_id: &str) -> String {
+    format!("_ehrlift/runs/{run_id}/")
+}
+
+/// Key of a run's manifest.
+pub fn manifest_key(run_id: &str) -> String {
+    format!("{}manifest.json", run_prefix(run_id))
+}
+
+/// Key of a part's commit record.
+pub fn commit_key(run_id: &str, table: &str, part: u32) -> String {
+    format!("{}commits/{table}/{part:06}.json", run_prefix(run_id))
+}
+
+/// Data object key of a part: `<table>/part-000001.parquet`.
+pub fn data_key(table: &str, part: u32) -> String {
+    format!("{table}/part-{part:06}.parquet")
+}
+
+/// Quarantine object key of a part: `_quarantine/<table>/part-000001.parquet`.
+pub fn quarantine_key(table: &str, part: u32) -> String {
+    format!("_quarantine/{table}/part-{part:06}.parquet")
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started and not finished: the next `run` resumes it.
+    Running,
+    /// Every table finished; the manifest is written.
+    Complete,
+    /// Finished, but some table stopped (over its quarantine threshold); manifest written.
+    Failed,
+}
+
+/// `_ehrlift/state.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Format version.
+    pub format: u32,
+    /// Current run.
+    pub run_id: String,
+    /// Fingerprint of the plan and its mappings; a resume must match it.
+    pub plan_fingerprint: String,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// RFC 3339 start time of the run's first attempt.
+    pub started_at: String,
+    /// Attempts so far (1 on the first).
+    pub attempts: u32,
+}
+
+/// A file's path and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    /// Path as given.
+    pub path: String,
+    /// SHA-256, hex.
+    pub sha256: String,
+}
+
+/// Kind of object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    /// Output rows.
+    Data,
+    /// Quarantined rows' provenance and reasons.
+    Quarantine,
+}
+
+/// One object of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectEntry {
+    /// Key relative to the destination.
+    pub key: String,
+    /// Data or quarantine.
+    pub kind: ObjectKind,
+    /// Output table.
+    pub table: String,
+    /// Part number, from 1.
+    pub part: u32,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Rows in the object.
+    pub rows: u64,
+    /// Source rows the part covers (positions index the table's `files`).
+    pub source: SourceRange,
+    /// SHA-256 of the object's Arrow schema (names, types, nullability).
+    pub schema_fingerprint: String,
+}
+
+/// What one committed part adds to a table, with the table's running totals after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    /// Format version.
+    pub format: u32,
+    /// Output table.
+    pub table: String,
+    /// Part number, from 1.
+    pub part: u32,
+    /// Fingerprint of the table's source file list (paths and sizes).
+    pub files_fingerprint: String,
+    /// Batch sequence number the next part starts with.
+    pub next_seq: u64,
+    /// Resume position after this part.
+    pub end: Position,
+    /// The part's objects (data, and quarantine if any row was rejected).
+    pub objects: Vec<ObjectEntry>,
+    /// Source rows read up to and including this part.
+    pub rows_read: u64,
+    /// Rows written up to and including this part.
+    pub rows_written: u64,
+    /// Rows quarantined up to and including this part.
+    pub rows_quarantined: u64,
+    /// Quarantine entries by reason code, cumulative.
+    pub quarantine_reasons: BTreeMap<String, u64>,
+}
+
+/// How a table ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableStatus {
+    /// Read to the end.
+    Complete,
+    /// Stopped because its quarantine ratio passed the threshold.
+    QuarantineThreshold,
+}
+
+/// Per-table totals in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableSummary {
+    /// Output table.
+    pub table: String,
+    /// How it ended.
+    pub status: TableStatus,
+    /// Source files, in the order positions index them.
+    pub files: Vec<String>,
+    /// SHA-256 of the mapping file (and its codebooks).
+    pub mapping_sha256: String,
+    /// Mapping file path.
+    pub mapping_path: String,
+    /// Source rows read.
+    pub rows_read: u64,
+    /// Rows written.
+    pub rows_written: u64,
+    /// Rows quarantined.
+    pub rows_quarantined: u64,
+    /// Quarantine entries by reason code.
+    pub quarantine_reasons: BTreeMap<String, u64>,
+    /// Parts committed.
+    pub parts: u32,
+}
+
+/// The run manifest: the audit record, and what `verify` checks objects against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub format: u32,
+    /// `ehrlift`.
+    pub tool: String,
+    /// Version of ehrlift that wrote it.
+    pub tool_version: String,
+    /// Run id.
+    pub run_id: String,
+    /// Project name from the plan.
+    pub project: String,
+    /// Destination URL.
+    pub destination: String,
+    /// The plan file.
+    pub plan: FileDigest,
+    /// Fingerprint of plan and mappings.
+    pub plan_fingerprint: String,
+    /// Privacy profile in force.
+    pub profile: String,
+    /// Key provider and key ids in use (none yet for `keep`/`drop` rules).
+    pub key_ids: Vec<String>,
+    /// RFC 3339 start of the first attempt.
+    pub started_at: String,
+    /// RFC 3339 end.
+    pub finished_at: String,
+    /// Attempts (resumes + 1).
+    pub attempts: u32,
+    /// Complete or failed.
+    pub status: RunStatus,
+    /// Per-table totals.
+    pub tables: Vec<TableSummary>,
+    /// Every object, in table and part order.
+    pub objects: Vec<ObjectEntry>,
+}

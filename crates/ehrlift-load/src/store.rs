@@ -1,0 +1,287 @@
+//! Object stores. The local filesystem is the embedded default; S3 comes later
+//! behind the same trait.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use ehrlift_core::ErrorClass;
+
+/// A store failure. Names keys and paths, never contents.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The destination URL is not one ehrlift can write.
+    #[error("unsupported destination `{0}`; expected file://PATH")]
+    Unsupported(String),
+    /// An object key is not acceptable (absolute, `..`, empty segment).
+    #[error("invalid object key `{0}`")]
+    InvalidKey(String),
+    /// An I/O failure on one object.
+    #[error("{op} `{key}`: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Object key.
+        key: String,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl StoreError {
+    /// The class of the error, for exit statuses.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::Unsupported(_) | StoreError::InvalidKey(_) => ErrorClass::Configuration,
+            StoreError::Io { .. } => ErrorClass::Transient,
+        }
+    }
+}
+
+/// An object as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Key relative to the destination root, `/`-separated.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A streaming write of one object that becomes visible only on `commit`.
+pub trait ObjectWriter: Write + Send {
+    /// Makes the object durable and visible under its key.
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+    /// Discards what was written.
+    fn abort(self: Box<Self>);
+}
+
+/// Where objects live. Keys are relative, `/`-separated, without `..`.
+pub trait ObjectStore: Send + Sync {
+    /// The destination URL, for messages and manifests.
+    fn url(&self) -> String;
+    /// Starts writing `key`; nothing is visible until the writer commits.
+    fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StoreError>;
+    /// Writes a small object whole.
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut w = self.writer(key)?;
+        if let Err(source) = w.write_all(bytes) {
+            w.abort();
+            return Err(StoreError::Io { op: "write", key: key.to_owned(), source });
+        }
+        w.commit()
+    }
+    /// Reads a small object whole; `None` if absent.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Opens an object for streaming reads; `None` if absent.
+    fn reader(&self, key: &str) -> Result<Option<Box<dyn Read + Send>>, StoreError>;
+    /// Lists objects under `prefix` (a key prefix ending in `/`, or empty for all), sorted.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+    /// Deletes an object; absent is fine.
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Opens the store of a destination URL.
+pub fn open_store(url: &str) -> Result<Box<dyn ObjectStore>, StoreError> {
+    match url.strip_prefix("file://") {
+        Some(p) if !p.is_empty() => Ok(Box::new(LocalStore::new(PathBuf::from(p)))),
+        _ => Err(StoreError::Unsupported(url.to_owned())),
+    }
+}
+
+/// A directory as an object store: writes go to a hidden temp file, are fsynced,
+/// renamed into place and the directory fsynced, so an object is whole or absent.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+/// Suffix of in-flight writes; `list` skips them and `sweep_temp` removes them.
+const TEMP_SUFFIX: &str = ".ehrlift-tmp";
+
+impl LocalStore {
+    /// A store rooted at `root` (created on first write).
+    pub fn new(root: PathBuf) -> Self {
+        LocalStore { root }
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        if key.is_empty() || key.starts_with('/') || key.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+            return Err(StoreError::InvalidKey(key.to_owned()));
+        }
+        Ok(self.root.join(key))
+    }
+
+    fn list_into(&self, dir: &Path, rel: &str, out: &mut Vec<ObjectMeta>) -> io::Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let key = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                self.list_into(&entry.path(), &key, out)?;
+            } else if ft.is_file() && !name.ends_with(TEMP_SUFFIX) {
+                out.push(ObjectMeta { key, size: entry.metadata()?.len() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes in-flight temp files left by a killed run under `prefix`.
+    pub fn sweep_temp(&self, prefix: &str) -> Result<usize, StoreError> {
+        let dir = if prefix.is_empty() { self.root.clone() } else { self.path(prefix.trim_end_matches('/'))? };
+        let mut removed = 0;
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if e.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) {
+                    fs::remove_file(&p).map_err(|source| StoreError::Io { op: "remove temp file", key: p.display().to_string(), source })?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl ObjectStore for LocalStore {
+    fn url(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StoreError> {
+        let path = self.path(key)?;
+        let io_err = |source| StoreError::Io { op: "create", key: key.to_owned(), source };
+        let dir = path.parent().expect("keys have a parent").to_path_buf();
+        fs::create_dir_all(&dir).map_err(io_err)?;
+        let name = path.file_name().expect("keys have a file name").to_string_lossy().into_owned();
+        let temp = dir.join(format!(".{name}.{}{TEMP_SUFFIX}", std::process::id()));
+        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&temp).map_err(io_err)?;
+        Ok(Box::new(LocalWriter { file: io::BufWriter::with_capacity(1 << 20, file), temp, path, dir, key: key.to_owned() }))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match fs::read(self.path(key)?) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { op: "read", key: key.to_owned(), source }),
+        }
+    }
+
+    fn reader(&self, key: &str) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
+        match File::open(self.path(key)?) {
+            Ok(f) => Ok(Some(Box::new(io::BufReader::with_capacity(1 << 20, f)))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { op: "open", key: key.to_owned(), source }),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let (dir, rel) = match prefix.trim_end_matches('/') {
+            "" => (self.root.clone(), String::new()),
+            p => (self.path(p)?, p.to_owned()),
+        };
+        let mut out = Vec::new();
+        self.list_into(&dir, &rel, &mut out).map_err(|source| StoreError::Io { op: "list", key: prefix.to_owned(), source })?;
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match fs::remove_file(self.path(key)?) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io { op: "delete", key: key.to_owned(), source }),
+        }
+    }
+}
+
+struct LocalWriter {
+    file: io::BufWriter<File>,
+    temp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    key: String,
+}
+
+impl Write for LocalWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl ObjectWriter for LocalWriter {
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let key = &self.key;
+        let io_err = |op: &'static str| move |source| StoreError::Io { op, key: key.clone(), source };
+        let file = self.file.into_inner().map_err(|e| e.into_error()).map_err(io_err("flush"))?;
+        file.sync_all().map_err(io_err("fsync"))?;
+        drop(file);
+        fs::rename(&self.temp, &self.path).map_err(io_err("rename"))?;
+        // The rename is durable only once the directory entry is.
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err("fsync directory"))?;
+        Ok(())
+    }
+
+    fn abort(self: Box<Self>) {
+        drop(self.file);
+        let _ = fs::remove_file(&self.temp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_invisible_until_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().join("dest"));
+        let mut w = store.writer("t/part-000001.parquet").unwrap();
+        w.write_all(b"abc").unwrap();
+        assert!(store.list("").unwrap().is_empty());
+        w.commit().unwrap();
+        assert_eq!(store.list("t/").unwrap(), vec![ObjectMeta { key: "t/part-000001.parquet".into(), size: 3 }]);
+        let mut w = store.writer("t/x").unwrap();
+        w.write_all(b"zz").unwrap();
+        w.abort();
+        assert_eq!(store.list("").unwrap().len(), 1);
+        assert_eq!(store.get("t/part-000001.parquet").unwrap().unwrap(), b"abc");
+        assert!(store.get("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn rejects_escaping_keys() {
+        let store = LocalStore::new("/tmp/x".into());
+        for k in ["", "/abs", "a/../b", "a//b", "./a"] {
+            assert!(matches!(store.writer(k), Err(StoreError::InvalidKey(_))), "{k}");
+        }
+    }
+
+    #[test]
+    fn sweeps_leftover_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().to_path_buf());
+        let mut w = store.writer("t/a").unwrap();
+        w.write_all(b"x").unwrap();
+        std::mem::forget(w); // as if the process died
+        assert_eq!(store.sweep_temp("t/").unwrap(), 1);
+        assert!(store.list("").unwrap().is_empty());
+    }
+}

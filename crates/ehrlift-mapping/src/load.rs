@@ -1,0 +1,542 @@
+//! Loading a plan and its mappings into the validated [`Plan`](crate::Plan).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use toml::{Spanned, Value};
+
+use crate::diag::{Diagnostics, Lines};
+use crate::fields::{FileCx, Fields, parse_document, sub_table};
+use crate::interpolate::Env;
+use crate::model::*;
+
+const PLAN_KEYS: &[&str] = &["project", "include", "destination", "privacy", "keys", "run", "sources"];
+const MAPPING_KEYS: &[&str] = &["table", "description", "source", "files", "resume", "key", "drop", "csv", "columns"];
+const COLUMN_KEYS: &[&str] = &[
+    "name", "from", "type", "description", "format", "timezone", "trim", "null", "recode", "recode_file",
+    "recode_unmapped", "nullable", "true_values", "false_values", "rule", "phi",
+];
+
+/// Loads and validates a plan file and every mapping it includes.
+///
+/// Returns every problem at once, each with its file and line.
+pub fn load_plan(path: &Path, env: &dyn Env) -> Result<Plan, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let plan = load_plan_inner(path, env, &mut diags);
+    match plan {
+        Some(p) if diags.is_empty() => Ok(p),
+        _ => {
+            if diags.is_empty() {
+                diags.push(path, None, "plan could not be loaded");
+            }
+            Err(diags)
+        }
+    }
+}
+
+fn read(path: &Path, diags: &mut Diagnostics) -> Option<(String, String)> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let sha = hex::encode(Sha256::digest(&bytes));
+            match String::from_utf8(bytes) {
+                Ok(text) => Some((text, sha)),
+                Err(_) => {
+                    diags.push(path, None, "file is not valid UTF-8");
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            diags.push(path, None, format!("cannot read file: {e}"));
+            None
+        }
+    }
+}
+
+fn load_plan_inner(path: &Path, env: &dyn Env, diags: &mut Diagnostics) -> Option<Plan> {
+    let (text, sha256) = read(path, diags)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut cx = FileCx { file: path, text: &text, lines: Lines::new(&text), env, diags };
+    let mut doc = parse_document(&mut cx, &text, "plan")?;
+
+    let project: Option<String> = doc.req(&mut cx, "project", "a project name, e.g. project = \"clinic-migration\"");
+    if let Some(p) = &project {
+        check_name(&mut cx, doc.line, "project", p);
+    }
+    let includes: Vec<String> = doc.req(&mut cx, "include", "a list of mapping file globs, e.g. include = [\"tables/*.toml\"]").unwrap_or_default();
+
+    let destination = doc.take_raw("destination").and_then(|v| sub_table(&mut cx, v, "[destination]".into())).and_then(|mut t| {
+        let url: Option<String> = t.req(&mut cx, "url", "a destination URL, e.g. url = \"file://out\"");
+        let line = t.line_of(&cx, "url");
+        t.finish(&mut cx, &["url"]);
+        url.and_then(|u| match resolve_dest(&u, &dir) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                cx.error(Some(line), format!("[destination]: `url`: {e}"));
+                None
+            }
+        })
+    });
+
+    let profile = match doc.take_raw("privacy").and_then(|v| sub_table(&mut cx, v, "[privacy]".into())) {
+        Some(mut t) => {
+            let p = t.req(&mut cx, "profile", "a privacy profile: \"none\"");
+            t.finish(&mut cx, &["profile"]);
+            p
+        }
+        None => {
+            cx.error(Some(1), "plan: missing [privacy] with `profile` (every plan states its privacy profile explicitly)");
+            None
+        }
+    };
+
+    let keys = match doc.take_raw("keys").and_then(|v| sub_table(&mut cx, v, "[keys]".into())) {
+        Some(mut t) => {
+            let provider: Option<String> = t.req(&mut cx, "provider", "\"local\"");
+            let kpath: Option<String> = t.req(&mut cx, "path", "the keyring directory");
+            let line = t.line_of(&cx, "provider");
+            t.finish(&mut cx, &["provider", "path"]);
+            match provider.as_deref() {
+                Some("local") => kpath.map(|p| KeysConfig::Local { path: resolve(&dir, &p) }),
+                Some(other) => {
+                    cx.error(Some(line), format!("[keys]: unknown provider `{other}`; expected \"local\""));
+                    None
+                }
+                None => None,
+            }
+        }
+        None => Some(KeysConfig::Local { path: dir.join(".ehrlift-keyring") }),
+    };
+
+    let run = doc.opt::<RunSettings>(&mut cx, "run").unwrap_or_default();
+    check_run(&mut cx, &doc, &run);
+
+    let mut sources = BTreeMap::new();
+    if let Some(v) = doc.take_raw("sources") {
+        let line = cx.line(v.span());
+        match v.into_inner() {
+            Value::Table(t) => {
+                for (name, value) in t {
+                    let at = find_line(&text, &format!("[sources.{name}]")).unwrap_or(line);
+                    if let Some(src) = load_source(&mut cx, &dir, &name, Spanned::new(span_of(&text, at), value)) {
+                        sources.insert(name, src);
+                    }
+                }
+            }
+            _ => cx.error(Some(line), "plan: `sources` must be a table of named sources, e.g. [sources.legacy]"),
+        }
+    } else {
+        cx.error(Some(1), "plan: missing `sources` (at least one [sources.NAME])");
+    }
+    doc.finish(&mut cx, PLAN_KEYS);
+
+    // Mappings.
+    let mut tables: Vec<Mapping> = Vec::new();
+    let mut seen_files = HashSet::new();
+    for pattern in &includes {
+        let full = resolve(&dir, pattern);
+        let mut files: Vec<PathBuf> = match glob::glob(&full.to_string_lossy()) {
+            Ok(paths) => paths.filter_map(Result::ok).collect(),
+            Err(e) => {
+                diags.push(path, find_line(&text, pattern), format!("include `{pattern}`: bad glob: {e}"));
+                continue;
+            }
+        };
+        files.sort();
+        if files.is_empty() {
+            diags.push(path, find_line(&text, pattern), format!("include `{pattern}` matches no mapping file"));
+        }
+        for f in files {
+            if seen_files.insert(f.clone()) {
+                if let Some(m) = load_mapping(&f, env, &sources, diags) {
+                    if tables.iter().any(|t| t.table == m.table) {
+                        diags.push(&f, None, format!("table `{}` is mapped twice", m.table));
+                    } else {
+                        tables.push(m);
+                    }
+                }
+            }
+        }
+    }
+    if includes.is_empty() {
+        diags.push(path, None, "plan includes no mapping files");
+    }
+
+    Some(Plan {
+        path: path.to_path_buf(),
+        sha256,
+        project: project?,
+        destination,
+        profile: profile?,
+        keys: keys?,
+        run,
+        sources,
+        tables,
+    })
+}
+
+fn check_run(cx: &mut FileCx<'_>, doc: &Fields, run: &RunSettings) {
+    let line = Some(doc.line_of(cx, "run"));
+    if run.batch_rows == 0 || run.batch_rows > 1 << 20 {
+        cx.error(line, "[run]: `batch_rows` must be from 1 to 1048576");
+    }
+    if run.part_rows == 0 {
+        cx.error(line, "[run]: `part_rows` must be at least 1");
+    }
+    if run.row_group_rows == 0 {
+        cx.error(line, "[run]: `row_group_rows` must be at least 1");
+    }
+    if !(1..=22).contains(&run.zstd_level) {
+        cx.error(line, "[run]: `zstd_level` must be from 1 to 22");
+    }
+    if !(0.0..=1.0).contains(&run.max_quarantine_ratio) {
+        cx.error(line, "[run]: `max_quarantine_ratio` must be from 0.0 to 1.0");
+    }
+}
+
+fn load_source(cx: &mut FileCx<'_>, dir: &Path, name: &str, value: Spanned<Value>) -> Option<Source> {
+    let mut t = sub_table(cx, value, format!("[sources.{name}]"))?;
+    check_name(cx, t.line, "source", name);
+    let kind: Option<String> = t.req(cx, "kind", "the source kind: \"csv\"");
+    let sdir: Option<String> = t.req(cx, "dir", "the directory the tables' file globs are relative to");
+    let options = t.opt::<CsvOptions>(cx, "csv").unwrap_or_default();
+    let line = t.line;
+    t.finish(cx, &["kind", "dir", "csv"]);
+    match kind.as_deref() {
+        Some("csv") => Some(Source { name: name.to_owned(), kind: SourceKind::Csv { dir: resolve(dir, &sdir?), options } }),
+        Some(other) => {
+            cx.error(Some(line), format!("[sources.{name}]: unknown kind `{other}`; expected \"csv\""));
+            None
+        }
+        None => None,
+    }
+}
+
+fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, diags: &mut Diagnostics) -> Option<Mapping> {
+    let (text, file_sha) = read(path, diags)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut cx = FileCx { file: path, text: &text, lines: Lines::new(&text), env, diags };
+    let mut doc = parse_document(&mut cx, &text, "mapping")?;
+    let mut hasher = Sha256::new();
+    hasher.update(file_sha.as_bytes());
+
+    let table: Option<String> = doc.req(&mut cx, "table", "the output table name");
+    if let Some(t) = &table {
+        let line = doc.line_of(&cx, "table");
+        check_name(&mut cx, line, "table", t);
+    }
+    let _description: Option<String> = doc.opt(&mut cx, "description");
+    let source_line = doc.line_of(&cx, "source");
+    let source_name: Option<String> = doc.req(&mut cx, "source", "the name of a plan source");
+    let source = source_name.as_ref().and_then(|s| {
+        let found = sources.get(s);
+        if found.is_none() {
+            let known: Vec<_> = sources.keys().map(String::as_str).collect();
+            cx.error(Some(source_line), format!("source `{s}` is not defined in the plan; defined: {}", known.join(", ")));
+        }
+        found
+    });
+    let files_line = doc.line_of(&cx, "files");
+    let files: Vec<String> = match doc.take_raw("files") {
+        Some(v) => {
+            let mut v = v.into_inner();
+            match cx.expand(&mut v).map(|_| v) {
+                Ok(Value::String(s)) => vec![s],
+                Ok(Value::Array(a)) if a.iter().all(Value::is_str) && !a.is_empty() => {
+                    a.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+                }
+                Ok(_) => {
+                    cx.error(Some(files_line), "`files`: expected a glob or a non-empty list of globs");
+                    Vec::new()
+                }
+                Err(e) => {
+                    cx.error(Some(files_line), format!("`files`: {e}"));
+                    Vec::new()
+                }
+            }
+        }
+        None => {
+            cx.error(Some(1), "mapping: missing `files` (a glob relative to the source's dir)");
+            Vec::new()
+        }
+    };
+    let resume_line = doc.line_of(&cx, "resume");
+    if let Some(r) = doc.opt::<String>(&mut cx, "resume") {
+        if r != "position" {
+            cx.error(Some(resume_line), format!("`resume`: unknown `{r}`; file sources resume by \"position\" (file, byte offset, record)"));
+        }
+    }
+    let key: Vec<String> = doc.opt(&mut cx, "key").unwrap_or_default();
+    let key_line = doc.line_of(&cx, "key");
+    let drop: Vec<String> = doc.opt(&mut cx, "drop").unwrap_or_default();
+    let drop_line = doc.line_of(&cx, "drop");
+
+    let csv_line = doc.line_of(&cx, "csv");
+    let csv_override = doc.take_raw("csv");
+    let csv = match source.map(|s| &s.kind) {
+        Some(SourceKind::Csv { options, .. }) => merge_csv(&mut cx, options, csv_override, csv_line),
+        None => CsvOptions::default(),
+    };
+
+    let mut columns = Vec::new();
+    match doc.take_raw("columns") {
+        Some(_) => match toml::from_str::<ColumnsDoc>(&text) {
+            Ok(c) => {
+                for (i, col) in c.columns.into_iter().enumerate() {
+                    let line = cx.line(col.span());
+                    let fields = Fields::new(col.into_inner(), line, format!("column #{}", i + 1));
+                    if let Some(c) = load_column(&mut cx, &dir, fields, &mut hasher) {
+                        columns.push(c);
+                    }
+                }
+            }
+            Err(e) => cx.error(e.span().map(|s| cx.lines.line_of(s.start)), "`columns` must be an array of tables: [[columns]]"),
+        },
+        None => cx.error(Some(1), "mapping: no [[columns]]; a table needs at least one output column"),
+    }
+    doc.finish(&mut cx, MAPPING_KEYS);
+
+    // Cross-field checks.
+    let mut names = HashSet::new();
+    for c in &columns {
+        if !names.insert(c.name.as_str()) {
+            cx.error(Some(c.line), format!("column `{}` is defined twice", c.name));
+        }
+        if drop.contains(&c.from) {
+            cx.error(Some(drop_line), format!("source column `{}` is both read by column `{}` and listed in `drop`", c.from, c.name));
+        }
+    }
+    if !columns.is_empty() && columns.iter().all(|c| c.rule == Rule::Drop) {
+        cx.error(Some(1), "every column has rule = \"drop\": the table would have no columns");
+    }
+    for k in &key {
+        match columns.iter().find(|c| &c.name == k) {
+            None => cx.error(Some(key_line), format!("`key`: `{k}` is not an output column")),
+            Some(c) if c.rule == Rule::Drop => cx.error(Some(key_line), format!("`key`: column `{k}` is dropped")),
+            Some(_) => {}
+        }
+    }
+    if !csv.header && !csv.columns.is_empty() {
+        let known: HashSet<&str> = csv.columns.iter().map(String::as_str).collect();
+        for c in &columns {
+            if !known.contains(c.from.as_str()) {
+                cx.error(Some(c.line), format!("column `{}`: `from = \"{}\"` is not in the csv `columns` list", c.name, c.from));
+            }
+        }
+    } else if !csv.header {
+        cx.error(Some(csv_line), "[csv]: header = false needs `columns = [...]` naming the file's columns in order");
+    }
+
+    Some(Mapping {
+        path: path.to_path_buf(),
+        sha256: hex::encode(hasher.finalize()),
+        table: table?,
+        source: source_name?,
+        files,
+        csv,
+        key,
+        drop,
+        columns,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct ColumnsDoc {
+    #[serde(default)]
+    columns: Vec<Spanned<crate::fields::SpannedMap>>,
+}
+
+fn merge_csv(cx: &mut FileCx<'_>, base: &CsvOptions, over: Option<Spanned<Value>>, line: usize) -> CsvOptions {
+    let Some(over) = over else { return base.clone() };
+    let mut over = over.into_inner();
+    if let Err(e) = cx.expand(&mut over) {
+        cx.error(Some(line), format!("[csv]: {e}"));
+        return base.clone();
+    }
+    let Value::Table(over) = over else {
+        cx.error(Some(line), "`csv` must be a table of CSV dialect settings");
+        return base.clone();
+    };
+    let mut merged = match Value::try_from(base) {
+        Ok(Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    };
+    for (k, v) in over {
+        merged.insert(k, v);
+    }
+    match Value::Table(merged).try_into::<CsvOptions>() {
+        Ok(o) => o,
+        Err(e) => {
+            cx.error(Some(line), format!("[csv]: {}", e.to_string().lines().next().unwrap_or_default()));
+            base.clone()
+        }
+    }
+}
+
+fn load_column(cx: &mut FileCx<'_>, dir: &Path, mut f: Fields, hasher: &mut Sha256) -> Option<Column> {
+    let name: Option<String> = f.req(cx, "name", "the output column name");
+    if let Some(n) = &name {
+        f.what = format!("column `{n}`");
+    }
+    let from: Option<String> = f.opt(cx, "from");
+    let _description: Option<String> = f.opt(cx, "description");
+    let type_line = f.line_of(cx, "type");
+    let ty = f.req::<String>(cx, "type", "utf8, int64, float64, decimal(P,S), bool, date32, timestamp or timestamptz").and_then(|t| {
+        t.parse::<ColumnType>().map_err(|e| cx.error(Some(type_line), format!("{}: `type`: {e}", f.what))).ok()
+    });
+    let format_line = f.line_of(cx, "format");
+    let formats: Vec<String> = match f.take_raw("format").map(Spanned::into_inner) {
+        None => Vec::new(),
+        Some(Value::String(s)) => vec![s],
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_str) => a.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        Some(_) => {
+            cx.error(Some(format_line), format!("{}: `format`: expected a chrono format string or a list of them", f.what));
+            Vec::new()
+        }
+    };
+    let tz_line = f.line_of(cx, "timezone");
+    let timezone = f.opt::<String>(cx, "timezone").and_then(|z| {
+        z.parse::<chrono_tz::Tz>()
+            .map_err(|_| cx.error(Some(tz_line), format!("{}: `timezone`: unknown zone `{z}`; expected an IANA name like \"America/New_York\" or \"UTC\"", f.what)))
+            .ok()
+    });
+    let trim = f.opt(cx, "trim").unwrap_or(false);
+    let null: Vec<String> = f.opt(cx, "null").unwrap_or_else(|| vec![String::new()]);
+    let inline: Option<HashMap<String, String>> = f.opt(cx, "recode");
+    let recode_file_line = f.line_of(cx, "recode_file");
+    let recode_file: Option<String> = f.opt(cx, "recode_file");
+    let unmapped: Option<Unmapped> = f.opt(cx, "recode_unmapped");
+    let nullable = f.opt(cx, "nullable").unwrap_or(true);
+    let true_values: Option<Vec<String>> = f.opt(cx, "true_values");
+    let false_values: Option<Vec<String>> = f.opt(cx, "false_values");
+    let rule: Option<Rule> = f.req(cx, "rule", "a privacy rule: \"keep\" or \"drop\"");
+    let phi: Option<Phi> = f.opt(cx, "phi");
+    let line = f.line;
+    let what = f.what.clone();
+    f.finish(cx, COLUMN_KEYS);
+
+    let recode = match (inline, recode_file) {
+        (Some(_), Some(_)) => {
+            cx.error(Some(recode_file_line), format!("{what}: use `recode` or `recode_file`, not both"));
+            None
+        }
+        (Some(map), None) => Some(Recode { map, unmapped: unmapped.unwrap_or_default() }),
+        (None, Some(file)) => match load_codebook(&resolve(dir, &file), hasher) {
+            Ok(map) => Some(Recode { map, unmapped: unmapped.unwrap_or_default() }),
+            Err(e) => {
+                cx.error(Some(recode_file_line), format!("{what}: `recode_file`: {e}"));
+                None
+            }
+        },
+        (None, None) => {
+            if unmapped.is_some() {
+                cx.error(Some(line), format!("{what}: `recode_unmapped` without `recode` or `recode_file`"));
+            }
+            None
+        }
+    };
+
+    if let Some(ty) = ty {
+        let temporal = matches!(ty, ColumnType::Date32 | ColumnType::Timestamp | ColumnType::TimestampTz);
+        if !formats.is_empty() && !temporal {
+            cx.error(Some(format_line), format!("{what}: `format` applies only to date32, timestamp and timestamptz"));
+        }
+        for fmt in &formats {
+            if let Err(e) = crate::temporal::check_format(fmt, ty) {
+                cx.error(Some(format_line), format!("{what}: `format`: {e}"));
+            }
+        }
+        if timezone.is_some() && ty != ColumnType::TimestampTz {
+            cx.error(Some(tz_line), format!("{what}: `timezone` applies only to timestamptz"));
+        }
+        if (true_values.is_some() || false_values.is_some()) && ty != ColumnType::Bool {
+            cx.error(Some(line), format!("{what}: `true_values`/`false_values` apply only to bool"));
+        }
+    }
+
+    let name = name?;
+    Some(Column {
+        from: from.unwrap_or_else(|| name.clone()),
+        name,
+        line,
+        ty: ty?,
+        formats,
+        timezone,
+        trim,
+        null,
+        recode,
+        nullable,
+        true_values: true_values.unwrap_or_else(|| ["true", "t", "yes", "y", "1"].map(String::from).to_vec()),
+        false_values: false_values.unwrap_or_else(|| ["false", "f", "no", "n", "0"].map(String::from).to_vec()),
+        rule: rule?,
+        phi,
+    })
+}
+
+/// A codebook CSV: a header, then `code,replacement` rows.
+fn load_codebook(path: &Path, hasher: &mut Sha256) -> Result<HashMap<String, String>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    hasher.update(Sha256::digest(&bytes));
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes.as_slice());
+    let mut map = HashMap::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| format!("{}: record {}: {e}", path.display(), i + 1))?;
+        if rec.len() != 2 {
+            return Err(format!("{}: record {} has {} fields; expected code,replacement", path.display(), i + 1, rec.len()));
+        }
+        if map.insert(rec[0].to_owned(), rec[1].to_owned()).is_some() {
+            return Err(format!("{}: record {}: code listed twice", path.display(), i + 1));
+        }
+    }
+    Ok(map)
+}
+
+fn check_name(cx: &mut FileCx<'_>, line: usize, what: &str, name: &str) {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with(['_', '.', '-'])
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !ok {
+        cx.error(Some(line), format!("{what} name `{name}` is not allowed; use letters, digits, `_` and `-`, not starting with `_`, `.` or `-`"));
+    }
+}
+
+/// A path relative to `dir` unless absolute (`~/` is the home directory), made absolute
+/// and free of `.` and `..` so messages and manifests show where things really are.
+pub(crate) fn resolve(dir: &Path, p: &str) -> PathBuf {
+    let joined = match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => dir.join(p),
+    };
+    let abs = std::path::absolute(&joined).unwrap_or(joined);
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Resolves a `file://` destination relative to the plan; other schemes are refused for now.
+fn resolve_dest(url: &str, dir: &Path) -> Result<String, String> {
+    match url.strip_prefix("file://") {
+        Some(p) if !p.is_empty() => Ok(format!("file://{}", resolve(dir, p).display())),
+        _ => Err(format!("unsupported destination `{url}`; expected file://PATH")),
+    }
+}
+
+fn find_line(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+fn span_of(text: &str, line: usize) -> std::ops::Range<usize> {
+    let l = Lines::new(text);
+    let s = l.start_of(line);
+    s..s
+}

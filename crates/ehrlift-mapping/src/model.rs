@@ -1,0 +1,402 @@
+//! The validated plan: what `ehrlift run` executes. Built only by [`crate::load_plan`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A validated plan with its mappings, paths resolved and variables expanded.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The plan file.
+    pub path: PathBuf,
+    /// SHA-256 (hex) of the plan file's bytes.
+    pub sha256: String,
+    /// Project name, used in manifests (and later in KMS encryption contexts).
+    pub project: String,
+    /// Destination URL from the plan (`file://PATH`), if any; `--dest` overrides it.
+    pub destination: Option<String>,
+    /// Privacy profile.
+    pub profile: Profile,
+    /// Where keys come from.
+    pub keys: KeysConfig,
+    /// Run settings.
+    pub run: RunSettings,
+    /// Named sources.
+    pub sources: BTreeMap<String, Source>,
+    /// One mapping per output table, in plan order.
+    pub tables: Vec<Mapping>,
+}
+
+impl Plan {
+    /// The mapping of `table`.
+    pub fn table(&self, name: &str) -> Option<&Mapping> {
+        self.tables.iter().find(|t| t.table == name)
+    }
+}
+
+/// Privacy profile of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// No profile: every column's own rule applies (still every column needs one).
+    None,
+}
+
+/// Key provider settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysConfig {
+    /// A local keyring directory (the embedded default).
+    Local {
+        /// Directory of the keyring.
+        path: PathBuf,
+    },
+}
+
+/// Run settings: defaults for the knobs the CLI can override.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSettings {
+    /// Source rows per batch.
+    pub batch_rows: usize,
+    /// Source rows per Parquet part (an object); the unit of commit and resume.
+    pub part_rows: u64,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+    /// zstd level for Parquet pages.
+    pub zstd_level: i32,
+    /// Fraction of rows a table may quarantine before it stops (exit status 1).
+    pub max_quarantine_ratio: f64,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            batch_rows: 64 * 1024,
+            part_rows: 4 * 1024 * 1024,
+            row_group_rows: 1024 * 1024,
+            zstd_level: 1,
+            max_quarantine_ratio: 0.0,
+        }
+    }
+}
+
+/// A named source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// Name mappings refer to.
+    pub name: String,
+    /// What it is.
+    pub kind: SourceKind,
+}
+
+/// Kinds of source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    /// Delimited text files under a directory.
+    Csv {
+        /// Directory the mappings' globs are relative to.
+        dir: PathBuf,
+        /// Dialect defaults for every table of this source.
+        options: CsvOptions,
+    },
+}
+
+/// A CSV dialect. Every field is explicit; nothing is sniffed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CsvOptions {
+    /// Field delimiter (one byte), `"\t"` for tabs.
+    pub delimiter: Byte,
+    /// Quote character.
+    pub quote: Byte,
+    /// Escape character inside quotes (e.g. `\`), when quotes are not doubled.
+    pub escape: Option<Byte>,
+    /// Whether `""` inside quotes is a literal quote.
+    pub double_quote: bool,
+    /// Whether the first record of each file is a header.
+    pub header: bool,
+    /// Lines starting with this character are skipped.
+    pub comment: Option<Byte>,
+    /// Text encoding of the files.
+    pub encoding: TextEncoding,
+    /// Compression of the files; `auto` decides by extension (`.gz`, `.zst`).
+    pub compression: Compression,
+    /// Column names for files without a header, in order.
+    pub columns: Vec<String>,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            delimiter: Byte(b','),
+            quote: Byte(b'"'),
+            escape: None,
+            double_quote: true,
+            header: true,
+            comment: None,
+            encoding: TextEncoding::Utf8,
+            compression: Compression::Auto,
+            columns: Vec::new(),
+        }
+    }
+}
+
+/// One ASCII byte written as a one-character TOML string (`","`, `"\t"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Byte(pub u8);
+
+impl TryFrom<String> for Byte {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_bytes() {
+            [b] if b.is_ascii() => Ok(Byte(*b)),
+            _ => Err(format!("expected a single ASCII character, found {} characters", s.chars().count())),
+        }
+    }
+}
+
+impl From<Byte> for String {
+    fn from(b: Byte) -> String {
+        (b.0 as char).to_string()
+    }
+}
+
+/// Text encodings of file sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TextEncoding {
+    /// UTF-8, with or without a byte-order mark.
+    #[serde(rename = "utf-8", alias = "utf8")]
+    Utf8,
+    /// ISO-8859-1.
+    #[serde(rename = "latin1", alias = "iso-8859-1")]
+    Latin1,
+    /// Windows-1252 (a superset of latin1's printable range).
+    #[serde(rename = "windows-1252", alias = "cp1252")]
+    Windows1252,
+}
+
+/// Compression of file sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// By extension: `.gz` is gzip, `.zst` is zstd, anything else is plain.
+    Auto,
+    /// Plain.
+    None,
+    /// gzip.
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+/// One output table.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    /// The mapping file.
+    pub path: PathBuf,
+    /// SHA-256 (hex) of the mapping file's bytes (and its codebooks).
+    pub sha256: String,
+    /// Output table name: the object prefix `<dest>/<table>/`.
+    pub table: String,
+    /// Name of the plan source.
+    pub source: String,
+    /// File globs, relative to the source's directory.
+    pub files: Vec<String>,
+    /// Resolved CSV dialect (source defaults, then the mapping's overrides).
+    pub csv: CsvOptions,
+    /// Declared key columns (documentation and, for databases, keyset resume).
+    pub key: Vec<String>,
+    /// Source columns deliberately not carried over.
+    pub drop: Vec<String>,
+    /// Output columns in order.
+    pub columns: Vec<Column>,
+}
+
+impl Mapping {
+    /// Distinct source columns the kept output columns read, in first-use order.
+    pub fn source_columns(&self) -> Vec<String> {
+        let mut seen = Vec::<String>::new();
+        for c in self.columns.iter().filter(|c| c.rule != Rule::Drop) {
+            if !seen.contains(&c.from) {
+                seen.push(c.from.clone());
+            }
+        }
+        seen
+    }
+
+    /// Source columns that are accounted for: read by a column (any rule) or listed in `drop`.
+    pub fn classified_source_columns(&self) -> Vec<&str> {
+        self.columns.iter().map(|c| c.from.as_str()).chain(self.drop.iter().map(String::as_str)).collect()
+    }
+}
+
+/// One output column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// Output name.
+    pub name: String,
+    /// Source column it reads.
+    pub from: String,
+    /// 1-based line of its `[[columns]]` entry, for messages.
+    pub line: usize,
+    /// Output type.
+    pub ty: ColumnType,
+    /// Parse formats for dates and timestamps (chrono syntax), tried in order.
+    pub formats: Vec<String>,
+    /// Zone of naive `timestamptz` inputs.
+    pub timezone: Option<chrono_tz::Tz>,
+    /// Trim ASCII and Unicode whitespace before anything else.
+    pub trim: bool,
+    /// Tokens read as null (after trimming).
+    pub null: Vec<String>,
+    /// Code translation, applied after null tokens and before parsing.
+    pub recode: Option<Recode>,
+    /// Whether a null quarantines the row.
+    pub nullable: bool,
+    /// Tokens read as true for `bool` (case-insensitive).
+    pub true_values: Vec<String>,
+    /// Tokens read as false for `bool` (case-insensitive).
+    pub false_values: Vec<String>,
+    /// Privacy rule.
+    pub rule: Rule,
+    /// PHI tag.
+    pub phi: Option<Phi>,
+}
+
+/// Output column types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// Text.
+    Utf8,
+    /// 64-bit signed integer.
+    Int64,
+    /// 64-bit float.
+    Float64,
+    /// Exact decimal with precision and scale (precision 1..=38).
+    Decimal {
+        /// Total digits.
+        precision: u8,
+        /// Digits after the point.
+        scale: i8,
+    },
+    /// true/false from configured tokens.
+    Bool,
+    /// Calendar date (days since the epoch).
+    Date32,
+    /// Wall-clock timestamp without zone, microseconds.
+    Timestamp,
+    /// An instant, normalized to UTC, microseconds; the zone is recorded in the schema.
+    TimestampTz,
+}
+
+impl std::str::FromStr for ColumnType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        Ok(match t {
+            "utf8" | "string" => ColumnType::Utf8,
+            "int64" => ColumnType::Int64,
+            "float64" => ColumnType::Float64,
+            "bool" => ColumnType::Bool,
+            "date32" | "date" => ColumnType::Date32,
+            "timestamp" => ColumnType::Timestamp,
+            "timestamptz" => ColumnType::TimestampTz,
+            _ => {
+                let inner = t
+                    .strip_prefix("decimal(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .ok_or_else(|| format!("unknown type `{t}`; expected one of utf8, int64, float64, decimal(P,S), bool, date32, timestamp, timestamptz"))?;
+                let (p, s) = inner.split_once(',').ok_or_else(|| "decimal needs a precision and a scale: decimal(P,S)".to_owned())?;
+                let precision: u8 = p.trim().parse().map_err(|_| "decimal precision must be a number from 1 to 38".to_owned())?;
+                let scale: i8 = s.trim().parse().map_err(|_| "decimal scale must be a number from 0 to the precision".to_owned())?;
+                if !(1..=38).contains(&precision) || scale < 0 || scale as u8 > precision {
+                    return Err(format!("decimal({precision},{scale}) is out of range: precision 1 to 38, scale 0 to the precision"));
+                }
+                ColumnType::Decimal { precision, scale }
+            }
+        })
+    }
+}
+
+/// A code translation table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recode {
+    /// From code to replacement; an empty replacement means null.
+    pub map: HashMap<String, String>,
+    /// What happens to a code missing from the table.
+    pub unmapped: Unmapped,
+}
+
+/// Policy for codes missing from a recode table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmapped {
+    /// Quarantine the row (`unmapped_code`): the safe default.
+    #[default]
+    Quarantine,
+    /// Keep the code as it is.
+    Keep,
+    /// Make it null.
+    Null,
+}
+
+/// Privacy rule of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// Carry the value as it is.
+    Keep,
+    /// Do not output the column.
+    Drop,
+}
+
+/// PHI tags: the 18 HIPAA Safe Harbor identifier categories, plus `quasi` and `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phi {
+    /// Names.
+    Name,
+    /// Geographic subdivisions smaller than a state.
+    Geo,
+    /// Dates (except year) related to an individual, and ages over 89.
+    Date,
+    /// Telephone numbers.
+    Phone,
+    /// Fax numbers.
+    Fax,
+    /// E-mail addresses.
+    Email,
+    /// Social Security numbers.
+    Ssn,
+    /// Medical record numbers.
+    Mrn,
+    /// Health plan beneficiary numbers.
+    HealthPlan,
+    /// Account numbers.
+    Account,
+    /// Certificate/license numbers.
+    License,
+    /// Vehicle identifiers.
+    Vehicle,
+    /// Device identifiers and serial numbers.
+    Device,
+    /// Web URLs.
+    Url,
+    /// IP addresses.
+    Ip,
+    /// Biometric identifiers.
+    Biometric,
+    /// Full-face photographs.
+    Photo,
+    /// Any other unique identifying number, characteristic or code.
+    OtherId,
+    /// Free text that may hold any of the above.
+    FreeText,
+    /// Not an identifier alone, but identifying in combination.
+    Quasi,
+    /// Not PHI.
+    None,
+}

@@ -1,0 +1,116 @@
+//! Rebuilding a table's checkpoint from its commit records.
+
+use std::collections::BTreeMap;
+
+use ehrlift_core::Position;
+use ehrlift_load::{CommitRecord, ObjectStore, RunState, STATE_KEY, TableStatus, run_prefix};
+use ehrlift_mapping::Plan;
+use serde::{Deserialize, Serialize};
+
+use crate::PipelineError;
+
+/// Key of the record that marks a table finished.
+pub(crate) fn done_key(run_id: &str, table: &str) -> String {
+    format!("{}commits/{table}/done.json", run_prefix(run_id))
+}
+
+/// The record that marks a table finished (complete, or stopped by its threshold).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TableDone {
+    pub format: u32,
+    pub table: String,
+    pub status: TableStatus,
+    /// Rows read when the table stopped (more than committed if it stopped mid-part).
+    pub rows_read_at_stop: u64,
+    pub rows_quarantined_at_stop: u64,
+}
+
+/// A table's committed progress within a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TableProgress {
+    /// Output table.
+    pub table: String,
+    /// Parts committed.
+    pub parts: u32,
+    /// Where reading resumes.
+    pub position: Position,
+    /// Sequence number of the next batch.
+    pub next_seq: u64,
+    /// Source rows read in committed parts.
+    pub rows_read: u64,
+    /// Rows written in committed parts.
+    pub rows_written: u64,
+    /// Rows quarantined in committed parts.
+    pub rows_quarantined: u64,
+    /// Quarantine entries by reason.
+    pub quarantine_reasons: BTreeMap<String, u64>,
+    /// Set once the table finished.
+    pub finished: Option<TableStatus>,
+    /// Fingerprint of the file list the committed parts were read from.
+    pub files_fingerprint: Option<String>,
+    /// Commit records, in part order.
+    #[serde(skip)]
+    pub(crate) records: Vec<CommitRecord>,
+}
+
+pub(crate) fn get_json<T: serde::de::DeserializeOwned>(store: &dyn ObjectStore, key: &str) -> Result<Option<T>, PipelineError> {
+    match store.get(key)? {
+        None => Ok(None),
+        Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| PipelineError::Corrupt { key: key.to_owned(), message: e.to_string() }),
+    }
+}
+
+pub(crate) fn put_json<T: Serialize>(store: &dyn ObjectStore, key: &str, value: &T) -> Result<(), PipelineError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| PipelineError::Internal(format!("serialize {key}: {e}")))?;
+    Ok(store.put(key, &bytes)?)
+}
+
+/// Replays a table's commit records.
+pub(crate) fn load_progress(store: &dyn ObjectStore, run_id: &str, table: &str) -> Result<TableProgress, PipelineError> {
+    let prefix = format!("{}commits/{table}/", run_prefix(run_id));
+    let mut p = TableProgress { table: table.to_owned(), position: Position { line: 1, ..Position::default() }, ..Default::default() };
+    for obj in store.list(&prefix)? {
+        if obj.key.ends_with("/done.json") {
+            continue;
+        }
+        let rec: CommitRecord = get_json(store, &obj.key)?.ok_or_else(|| PipelineError::Corrupt { key: obj.key.clone(), message: "vanished".into() })?;
+        if rec.part != p.parts + 1 || rec.table != table {
+            return Err(PipelineError::Corrupt { key: obj.key.clone(), message: format!("expected part {} of `{table}`", p.parts + 1) });
+        }
+        p.parts = rec.part;
+        p.position = rec.end;
+        p.next_seq = rec.next_seq;
+        p.rows_read = rec.rows_read;
+        p.rows_written = rec.rows_written;
+        p.rows_quarantined = rec.rows_quarantined;
+        p.quarantine_reasons = rec.quarantine_reasons.clone();
+        p.files_fingerprint = Some(rec.files_fingerprint.clone());
+        p.records.push(rec);
+    }
+    p.finished = get_json::<TableDone>(store, &done_key(run_id, table))?.map(|d| d.status);
+    Ok(p)
+}
+
+/// What `ehrlift status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// The run state, if any run exists at the destination.
+    pub state: Option<RunState>,
+    /// Whether the plan on disk matches the run's.
+    pub plan_matches: bool,
+    /// Per table of the plan.
+    pub tables: Vec<TableProgress>,
+}
+
+/// Reads the saved state of `plan` at the store.
+pub fn status(plan: &Plan, store: &dyn ObjectStore) -> Result<StatusReport, PipelineError> {
+    let state: Option<RunState> = get_json(store, STATE_KEY)?;
+    let mut tables = Vec::new();
+    if let Some(s) = &state {
+        for m in &plan.tables {
+            tables.push(load_progress(store, &s.run_id, &m.table)?);
+        }
+    }
+    let plan_matches = state.as_ref().is_some_and(|s| s.plan_fingerprint == crate::run::plan_fingerprint(plan));
+    Ok(StatusReport { state, plan_matches, tables })
+}

@@ -1,0 +1,283 @@
+//! One table: a reader thread (parse and convert) feeding the part writer through a
+//! bounded channel, so memory stays at a few batches whatever the table's size.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use ehrlift_core::{Position, Rejection, Reporter, SourceRange, TableEvent};
+use ehrlift_extract::{CsvTableSource, SourceFile};
+use ehrlift_load::{
+    CommitRecord, FORMAT_VERSION, ObjectEntry, ObjectKind, ObjectStore, PartSettings, PartWriter, TableStatus, WrittenPart, commit_key,
+    data_key, quarantine_key, schema_fingerprint,
+};
+use ehrlift_mapping::kernel::TableKernels;
+use ehrlift_mapping::{Mapping, RunSettings};
+
+use crate::PipelineError;
+use crate::convert::{convert, count_reasons, quarantine_batch, quarantine_schema};
+use crate::replay::{TableDone, TableProgress, done_key, put_json};
+
+/// Everything one table's run needs.
+pub(crate) struct TableJob<'a> {
+    pub run_id: &'a str,
+    pub mapping: &'a Mapping,
+    pub kernels: TableKernels,
+    pub files: Vec<SourceFile>,
+    pub file_names: Vec<String>,
+    pub files_fingerprint: String,
+    pub settings: &'a RunSettings,
+    pub reporter: &'a dyn Reporter,
+}
+
+/// What the reader thread sends.
+enum Msg {
+    Batch {
+        batch: RecordBatch,
+        rejections: Vec<Rejection>,
+        rows_read: u64,
+        rows_rejected: u64,
+        start: Position,
+        end: Position,
+        /// The part is complete after this batch.
+        close: bool,
+        next_seq: u64,
+        /// Source bytes consumed up to the end of this batch, across files.
+        bytes_done: u64,
+    },
+    End,
+}
+
+/// The part being written.
+struct OpenPart {
+    number: u32,
+    writer: PartWriter,
+    rejections: Vec<Rejection>,
+    first: Position,
+    end: Position,
+    rows_read: u64,
+    rows_rejected: u64,
+    next_seq: u64,
+}
+
+/// Runs one table from its committed progress to the end (or to its threshold).
+pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress: TableProgress) -> Result<TableProgress, PipelineError> {
+    let table = job.mapping.table.clone();
+    let started = Instant::now();
+    let mut source = CsvTableSource::open(job.mapping, job.files.clone(), progress.position);
+    source.set_seq(progress.next_seq);
+    let total_bytes = source.total_bytes();
+    job.reporter.event(TableEvent::Started {
+        table: table.clone(),
+        total_bytes,
+        done_bytes: source.bytes_done(&progress.position),
+        done_rows: progress.rows_read,
+    });
+
+    // Parts committed by an earlier attempt are final; anything after them (a part
+    // renamed into place whose commit record never landed) is rewritten identically.
+    for prefix in [format!("{table}/"), format!("_quarantine/{table}/")] {
+        for o in store.list(&prefix)? {
+            if !progress.records.iter().any(|r| r.objects.iter().any(|e| e.key == o.key)) {
+                store.delete(&o.key)?;
+            }
+        }
+    }
+
+    let batch_rows = job.settings.batch_rows;
+    let part_rows = job.settings.part_rows;
+    let kernels = &job.kernels;
+    let (tx, rx) = sync_channel::<Result<Msg, PipelineError>>(2);
+
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut in_part = 0u64;
+            loop {
+                let limit = batch_rows.min((part_rows - in_part) as usize);
+                let raw = match source.next_batch(limit) {
+                    Ok(Some(raw)) => raw,
+                    Ok(None) => {
+                        let _ = tx.send(Ok(Msg::End));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(PipelineError::Source { table: job.mapping.table.clone(), source: e }));
+                        return;
+                    }
+                };
+                let (start, end, seq) = (raw.start, raw.end, raw.seq);
+                let bytes_done = source.bytes_done(&end);
+                let rows_read = (raw.rows.len() + raw.rejected.len()) as u64;
+                let c = convert(kernels, raw);
+                in_part += rows_read;
+                let close = in_part >= part_rows;
+                if close {
+                    in_part = 0;
+                }
+                let msg = Msg::Batch { batch: c.batch, rejections: c.rejections, rows_read, rows_rejected: c.rows_rejected, start, end, close, next_seq: seq + 1, bytes_done };
+                if tx.send(Ok(msg)).is_err() {
+                    return; // the writer stopped
+                }
+            }
+        });
+        let result = write_loop(store, &job, &mut progress, rx, started);
+        // If the writer stopped early the reader sees a closed channel and ends.
+        reader.join().map_err(|_| PipelineError::Internal(format!("reader thread of `{table}` panicked")))?;
+        result
+    })?;
+    Ok(progress)
+}
+
+fn write_loop(
+    store: &dyn ObjectStore,
+    job: &TableJob<'_>,
+    progress: &mut TableProgress,
+    rx: std::sync::mpsc::Receiver<Result<Msg, PipelineError>>,
+    started: Instant,
+) -> Result<(), PipelineError> {
+    let table = job.mapping.table.as_str();
+    let settings = PartSettings { row_group_rows: job.settings.row_group_rows, zstd_level: job.settings.zstd_level };
+    let mut open: Option<OpenPart> = None;
+    let (mut read, mut quarantined) = (progress.rows_read, progress.rows_quarantined);
+    for msg in rx {
+        match msg? {
+            Msg::Batch { batch, rejections, rows_read, rows_rejected, start, end, close, next_seq, bytes_done } => {
+                let part = match open.as_mut() {
+                    Some(p) => p,
+                    None => {
+                        let number = progress.parts + 1;
+                        let writer = PartWriter::create(store, &data_key(table, number), job.kernels.schema.clone(), settings)?;
+                        open.insert(OpenPart { number, writer, rejections: Vec::new(), first: start, end, rows_read: 0, rows_rejected: 0, next_seq })
+                    }
+                };
+                part.writer.write(&batch)?;
+                part.rejections.extend(rejections);
+                part.end = end;
+                part.rows_read += rows_read;
+                part.rows_rejected += rows_rejected;
+                part.next_seq = next_seq;
+                read += rows_read;
+                quarantined += rows_rejected;
+                job.reporter.event(TableEvent::Progress { table: table.to_owned(), rows: read, quarantined, bytes: bytes_done });
+                if over_threshold(quarantined, read, job.settings.max_quarantine_ratio) {
+                    if let Some(p) = open.take() {
+                        p.writer.abort();
+                    }
+                    return finish_table(store, job, progress, TableStatus::QuarantineThreshold, read, quarantined, started);
+                }
+                if close {
+                    commit_part(store, job, progress, open.take().expect("open part"))?;
+                }
+            }
+            Msg::End => {
+                if let Some(p) = open.take() {
+                    commit_part(store, job, progress, p)?;
+                } else if progress.parts == 0 {
+                    // An empty table still gets one (empty) part carrying its schema.
+                    let writer = PartWriter::create(store, &data_key(table, 1), job.kernels.schema.clone(), settings)?;
+                    let at = progress.position;
+                    let p = OpenPart { number: 1, writer, rejections: Vec::new(), first: at, end: at, rows_read: 0, rows_rejected: 0, next_seq: progress.next_seq };
+                    commit_part(store, job, progress, p)?;
+                }
+                return finish_table(store, job, progress, TableStatus::Complete, read, quarantined, started);
+            }
+        }
+    }
+    Err(PipelineError::Internal(format!("reader of `{table}` ended without a final message")))
+}
+
+fn over_threshold(quarantined: u64, read: u64, ratio: f64) -> bool {
+    read > 0 && quarantined as f64 > ratio * read as f64
+}
+
+fn entry(job: &TableJob<'_>, kind: ObjectKind, number: u32, w: WrittenPart, first: Position, end: Position, fingerprint: String) -> ObjectEntry {
+    ObjectEntry {
+        key: w.key,
+        kind,
+        table: job.mapping.table.clone(),
+        part: number,
+        bytes: w.bytes,
+        sha256: w.sha256,
+        rows: w.rows,
+        source: SourceRange { first, end },
+        schema_fingerprint: fingerprint,
+    }
+}
+
+/// Data object durable → quarantine object durable → commit record: the checkpoint moves last.
+fn commit_part(store: &dyn ObjectStore, job: &TableJob<'_>, progress: &mut TableProgress, p: OpenPart) -> Result<(), PipelineError> {
+    let table = job.mapping.table.as_str();
+    let data = p.writer.finish()?;
+    let mut objects = vec![entry(job, ObjectKind::Data, p.number, data, p.first, p.end, schema_fingerprint(&job.kernels.schema))];
+    if !p.rejections.is_empty() {
+        let qschema = quarantine_schema();
+        let mut qw = PartWriter::create(
+            store,
+            &quarantine_key(table, p.number),
+            qschema.clone(),
+            PartSettings { row_group_rows: job.settings.row_group_rows, zstd_level: job.settings.zstd_level },
+        )?;
+        qw.write(&quarantine_batch(&p.rejections, &job.file_names))?;
+        objects.push(entry(job, ObjectKind::Quarantine, p.number, qw.finish()?, p.first, p.end, schema_fingerprint(&qschema)));
+    }
+    let mut reasons: BTreeMap<String, u64> = progress.quarantine_reasons.clone();
+    count_reasons(&mut reasons, &p.rejections);
+    let rec = CommitRecord {
+        format: FORMAT_VERSION,
+        table: table.to_owned(),
+        part: p.number,
+        files_fingerprint: job.files_fingerprint.clone(),
+        next_seq: p.next_seq,
+        end: p.end,
+        rows_read: progress.rows_read + p.rows_read,
+        rows_written: progress.rows_written + objects[0].rows,
+        rows_quarantined: progress.rows_quarantined + p.rows_rejected,
+        quarantine_reasons: reasons,
+        objects,
+    };
+    put_json(store, &commit_key(job.run_id, table, p.number), &rec)?;
+    job.reporter.event(TableEvent::PartCommitted { table: table.to_owned(), key: rec.objects[0].key.clone(), rows: rec.objects[0].rows });
+    progress.parts = rec.part;
+    progress.position = rec.end;
+    progress.next_seq = rec.next_seq;
+    progress.rows_read = rec.rows_read;
+    progress.rows_written = rec.rows_written;
+    progress.rows_quarantined = rec.rows_quarantined;
+    progress.quarantine_reasons = rec.quarantine_reasons.clone();
+    progress.files_fingerprint = Some(rec.files_fingerprint.clone());
+    progress.records.push(rec);
+    Ok(())
+}
+
+fn finish_table(
+    store: &dyn ObjectStore,
+    job: &TableJob<'_>,
+    progress: &mut TableProgress,
+    status: TableStatus,
+    read: u64,
+    quarantined: u64,
+    started: Instant,
+) -> Result<(), PipelineError> {
+    let table = job.mapping.table.clone();
+    let done = TableDone { format: FORMAT_VERSION, table: table.clone(), status, rows_read_at_stop: read, rows_quarantined_at_stop: quarantined };
+    put_json(store, &done_key(job.run_id, &table), &done)?;
+    progress.finished = Some(status);
+    match status {
+        TableStatus::Complete => job.reporter.event(TableEvent::Finished {
+            table,
+            rows_read: progress.rows_read,
+            rows_written: progress.rows_written,
+            rows_quarantined: progress.rows_quarantined,
+            elapsed: started.elapsed(),
+        }),
+        TableStatus::QuarantineThreshold => job.reporter.event(TableEvent::Failed {
+            table,
+            message: format!(
+                "stopped: {quarantined} of {read} rows quarantined, over max_quarantine_ratio = {}; committed parts are kept, see _quarantine/",
+                job.settings.max_quarantine_ratio
+            ),
+        }),
+    }
+    Ok(())
+}
