@@ -405,3 +405,7 @@ fn csv_error(path: &Path, base: u64, e: csv::Error) -> SourceError {
     SourceError::Io { file: path.to_path_buf(), byte, source }
 }
 
+
+#[cfg(test)]
+#[path = "csv_source_tests.rs"]
+mod tests;

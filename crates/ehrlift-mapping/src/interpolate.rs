@@ -41,7 +41,7 @@ pub fn interpolate(s: &str, env: &dyn Env) -> Result<String, String> {
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').ok_or_else(|| "unclosed `${` in string".to_owned())?;
+            let end = closing_brace(body).ok_or_else(|| "unclosed `${` in string".to_owned())?;
             let expr = &body[..end];
             let (name, default) = match expr.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
@@ -65,6 +65,21 @@ pub fn interpolate(s: &str, env: &dyn Env) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Index of the `}` closing a `${`, skipping nested `${...}` in defaults.
+fn closing_brace(body: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let b = body.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'{' if i > 0 && b[i - 1] == b'$' => depth += 1,
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -540,3 +540,7 @@ fn span_of(text: &str, line: usize) -> std::ops::Range<usize> {
     let s = l.start_of(line);
     s..s
 }
+
+#[cfg(test)]
+#[path = "load_tests.rs"]
+mod tests;

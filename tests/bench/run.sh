@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Benchmark ehrlift against peer CSV→Parquet tools on the same synthetic input.
+#
+# usage: tests/bench/run.sh [ROWS...]        (default: 1000000)
+#   e.g. tests/bench/run.sh 1000000 5000000
+#
+# For each ROWS: generates (once, then reuses) $BENCH_DIR/patients-ROWS.csv, runs
+# `ehrlift run mappings/bench/patients-plain.toml` under /usr/bin/time, checks the
+# manifest's row total, runs /work/shared/bench/peers.sh on the same file, and prints
+# one table: wall seconds, peak RSS, output bytes, and ehrlift's wall / each peer's.
+# With several sizes it also prints ehrlift's RSS growth between them.
+#
+# Environment (all optional):
+#   BENCH_DIR         input cache and venv home   (default: $HOME/.cache/ehrlift-bench)
+#   BENCH_OUT         output root                 (default: $BENCH_DIR/out)
+#   BENCH_VENV        venv with duckdb pyarrow polars [sling dlt] (default: $BENCH_DIR/venv)
+#   PYTHON            python to use               (default: $BENCH_VENV/bin/python)
+#   BENCH_PEERS       space-separated peer list   (default: polars pyarrow duckdb, plus
+#                     sling and dlt when importable)
+#   BENCH_SKIP_BUILD  1 to use the existing release binary without running cargo
+#   BENCH_SHARED      dir holding gen_patients_csv.py and peers.sh (default: /work/shared/bench)
+#   CARGO_TARGET_DIR  release build dir           (default: $HOME/.cache/ehrlift-target)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+bench_dir=${BENCH_DIR:-$HOME/.cache/ehrlift-bench}
+out_root=${BENCH_OUT:-$bench_dir/out}
+venv=${BENCH_VENV:-$bench_dir/venv}
+py=${PYTHON:-$venv/bin/python}
+shared=${BENCH_SHARED:-/work/shared/bench}
+gen=$shared/gen_patients_csv.py
+peers_sh=$shared/peers.sh
+plan=$repo/mappings/bench/patients-plain.toml
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ehrlift-target}
+bin=$CARGO_TARGET_DIR/release/ehrlift
+
+rows_list=("$@")
+[ ${#rows_list[@]} -eq 0 ] && rows_list=(1000000)
+for r in "${rows_list[@]}"; do
+  [[ $r =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: ROWS must be a positive integer, got '$r'" >&2; exit 2; }
+done
+
+for f in "$gen" "$peers_sh" "$plan"; do
+  [ -f "$f" ] || { echo "run.sh: missing $f" >&2; exit 2; }
+done
+[ -x /usr/bin/time ] || { echo "run.sh: /usr/bin/time (GNU time) is required" >&2; exit 2; }
+"$py" -c 'import duckdb, pyarrow, polars' 2>/dev/null || {
+  echo "run.sh: $py lacks duckdb/pyarrow/polars; create it with:" >&2
+  echo "  python3 -m venv '$venv' && '$venv/bin/pip' install duckdb pyarrow polars" >&2
+  exit 2
+}
+
+# Peers: the three required ones, plus sling and dlt when they are installed.
+if [ -n "${BENCH_PEERS:-}" ]; then
+  read -r -a peers <<<"$BENCH_PEERS"
+else
+  peers=(polars pyarrow duckdb)
+  if "$py" -c 'import sling_linux_amd64' 2>/dev/null; then peers+=(sling)
+  else echo "note: sling not installed in $venv (pip install sling sling-linux-amd64); skipping it"; fi
+  if "$py" -c 'import dlt' 2>/dev/null; then peers+=(dlt)
+  else echo "note: dlt not installed in $venv (pip install 'dlt[parquet,filesystem]'); skipping it"; fi
+fi
+
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  echo "building release ehrlift-cli into $CARGO_TARGET_DIR ..."
+  (cd "$repo" && cargo build --release -p ehrlift-cli)
+fi
+[ -x "$bin" ] || { echo "run.sh: no binary at $bin" >&2; exit 2; }
+
+mkdir -p "$bench_dir" "$out_root"
+echo "machine: $(nproc) CPU(s), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "peers: ${peers[*]}"
+
+# Results by size, for the RSS growth summary.
+declare -A eh_rss eh_wall
+
+fmt_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+for rows in "${rows_list[@]}"; do
+  csv=$bench_dir/patients-$rows.csv
+  if [ ! -s "$csv" ]; then
+    echo "generating $csv ..."
+    "$py" "$gen" "$rows" "$csv.tmp.csv"
+    mv "$csv.tmp.csv" "$csv"
+  fi
+  # Warm the page cache so every tool reads the input from memory alike.
+  cat "$csv" >/dev/null
+  out=$out_root/$rows
+  dest=$out/ehrlift
+  rm -rf "$dest"
+  mkdir -p "$out"
+
+  echo
+  echo "== $rows rows: $csv ($(stat -c %s "$csv") bytes)"
+  status=0
+  BENCH_CSV=$csv /usr/bin/time -f "%e %M %U %S" -o "$out/ehrlift.time" \
+    "$bin" run "$plan" --dest "file://$dest" --fresh --progress none >"$out/ehrlift.log" 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "ehrlift FAILED with exit status $status; log: $out/ehrlift.log" >&2
+    tail -n 20 "$out/ehrlift.log" >&2
+    exit 1
+  fi
+  read -r e_wall e_rss e_user e_sys <"$out/ehrlift.time"
+  e_bytes=$(du -sb "$dest/patients" | cut -f1)
+
+  manifests=("$dest"/_ehrlift/runs/*/manifest.json)
+  [ ${#manifests[@]} -eq 1 ] && [ -f "${manifests[0]}" ] || { echo "expected one manifest under $dest/_ehrlift/runs, found: ${manifests[*]}" >&2; exit 1; }
+  written=$(jq '[.tables[].rows_written] | add' "${manifests[0]}")
+  quarantined=$(jq '[.tables[].rows_quarantined] | add' "${manifests[0]}")
+  if [ "$written" != "$rows" ]; then
+    echo "row check FAILED: manifest rows_written=$written, expected $rows (quarantined: $quarantined)" >&2
+    exit 1
+  fi
+  echo "row check ok: manifest rows_written=$written, rows_quarantined=$quarantined"
+  echo "ehrlift cpu: user ${e_user}s + sys ${e_sys}s over ${e_wall}s wall = $(awk -v u="$e_user" -v s="$e_sys" -v w="$e_wall" 'BEGIN { printf "%.0f%%", w > 0 ? 100 * (u + s) / w : 0 }') of one core"
+  eh_rss[$rows]=$e_rss
+  eh_wall[$rows]=$e_wall
+
+  echo "running peers ..."
+  peer_out=$(PYTHON="$py" bash "$peers_sh" "$csv" "$out/peers" "${peers[@]}")
+
+  table=$(
+    printf '%-12s %10s %14s %14s %18s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/peer_wall"
+    printf '%-12s %10s %14s %14s %18s\n' ehrlift "$e_wall" "$(fmt_mib "$e_rss")" "$e_bytes" "-"
+    while read -r name rest; do
+      [ -n "$name" ] || continue
+      if [[ $rest == FAILED* ]]; then
+        printf '%-12s %10s %14s %14s %18s\n' "$name" FAILED - - -
+        continue
+      fi
+      wall=$(sed -n 's/.*wall_s=\([^ ]*\).*/\1/p' <<<"$rest")
+      rss=$(sed -n 's/.*peak_rss_kib=\([^ ]*\).*/\1/p' <<<"$rest")
+      bytes=$(sed -n 's/.*out_bytes=\([^ ]*\).*/\1/p' <<<"$rest")
+      printf '%-12s %10s %14s %14s %18s\n' "$name" "$wall" "$(fmt_mib "$rss")" "$bytes" "$(ratio "$e_wall" "$wall")"
+    done <<<"$peer_out"
+  )
+  echo
+  echo "$rows rows:"
+  echo "$table"
+
+  # The team's targets, for information (never changes the exit status).
+  polars_wall=$(awk '$1 == "polars" { print $2 }' <<<"$table")
+  rss_mb=$(awk -v k="$e_rss" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }')
+  if [ -n "$polars_wall" ] && [ "$polars_wall" != FAILED ]; then
+    verdict=$(awk -v a="$e_wall" -v b="$polars_wall" 'BEGIN { print (a <= b) ? "PASS" : "FAIL" }')
+    echo "target: ehrlift wall <= polars wall: $e_wall s vs $polars_wall s: $verdict"
+  fi
+  echo "target: ehrlift peak RSS < 150 MB: $rss_mb MB: $(awk -v m="$rss_mb" 'BEGIN { print (m < 150) ? "PASS" : "FAIL" }')"
+done
+
+if [ ${#rows_list[@]} -gt 1 ]; then
+  echo
+  echo "ehrlift RSS growth:"
+  prev=
+  for rows in "${rows_list[@]}"; do
+    if [ -n "$prev" ]; then
+      awk -v a="$prev" -v b="$rows" -v ra="${eh_rss[$prev]}" -v rb="${eh_rss[$rows]}" -v wa="${eh_wall[$prev]}" -v wb="${eh_wall[$rows]}" 'BEGIN {
+        g = 100 * (rb - ra) / ra
+        printf "  %d -> %d rows: peak RSS %.1f -> %.1f MiB (%+.1f%%, target within 20%%: %s); wall %.2f -> %.2f s (x%.2f for x%.2f rows)\n",
+          a, b, ra / 1024, rb / 1024, g, (g <= 20 && g >= -20) ? "PASS" : "FAIL", wa, wb, wb / wa, b / a }'
+    fi
+    prev=$rows
+  done
+fi
