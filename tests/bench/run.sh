@@ -114,7 +114,7 @@ for rows in "${rows_list[@]}"; do
     exit 1
   fi
   echo "row check ok: manifest rows_written=$written, rows_quarantined=$quarantined"
-  echo "ehrlift cpu: user ${e_user}s + sys ${e_sys}s over ${e_wall}s wall = $(awk -v u="$e_user" -v s="$e_sys" -v w="$e_wall" 'BEGIN { printf "%.0f%%", w > 0 ? 100 * (u + s) / w : 0 }') of one core"
+  echo "ehrlift cpu: user ${e_user}s + sys ${e_sys}s over ${e_wall}s wall = $(awk -v u="$e_user" -v s="$e_sys" -v w="$e_wall" 'BEGIN { printf "%.0f%%", (w > 0 ? 100 * (u + s) / w : 0) }') of one core"
   eh_rss[$rows]=$e_rss
   eh_wall[$rows]=$e_wall
 

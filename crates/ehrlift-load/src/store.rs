@@ -80,6 +80,9 @@ pub trait ObjectStore: Send + Sync {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
     /// Deletes an object; absent is fine.
     fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Removes what killed writers left under `prefix` (temp files here; incomplete
+    /// multipart uploads on S3). Returns how many were removed.
+    fn sweep_incomplete(&self, prefix: &str) -> Result<usize, StoreError>;
 }
 
 /// Opens the store of a destination URL.
@@ -133,8 +136,7 @@ impl LocalStore {
         Ok(())
     }
 
-    /// Removes in-flight temp files left by a killed run under `prefix`.
-    pub fn sweep_temp(&self, prefix: &str) -> Result<usize, StoreError> {
+    fn sweep_temp(&self, prefix: &str) -> Result<usize, StoreError> {
         let dir = if prefix.is_empty() { self.root.clone() } else { self.path(prefix.trim_end_matches('/'))? };
         let mut removed = 0;
         let mut stack = vec![dir];
@@ -203,6 +205,10 @@ impl ObjectStore for LocalStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(StoreError::Io { op: "delete", key: key.to_owned(), source }),
         }
+    }
+
+    fn sweep_incomplete(&self, prefix: &str) -> Result<usize, StoreError> {
+        self.sweep_temp(prefix)
     }
 }
 
@@ -281,7 +287,7 @@ mod tests {
         let mut w = store.writer("t/a").unwrap();
         w.write_all(b"x").unwrap();
         std::mem::forget(w); // as if the process died
-        assert_eq!(store.sweep_temp("t/").unwrap(), 1);
+        assert_eq!(store.sweep_incomplete("t/").unwrap(), 1);
         assert!(store.list("").unwrap().is_empty());
     }
 }

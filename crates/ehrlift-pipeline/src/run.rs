@@ -143,6 +143,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
             s
         }
     };
+    store.sweep_incomplete("_ehrlift/")?;
     tracing::info!(run_id = %state.run_id, attempt = state.attempts, dest = %store.url(), "run started");
 
     let mut summaries = Vec::new();

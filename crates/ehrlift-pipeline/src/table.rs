@@ -78,6 +78,10 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
     // Parts committed by an earlier attempt are final; anything after them (a part
     // renamed into place whose commit record never landed) is rewritten identically.
     for prefix in [format!("{table}/"), format!("_quarantine/{table}/")] {
+        let swept = store.sweep_incomplete(&prefix)?;
+        if swept > 0 {
+            tracing::info!(%table, swept, "removed incomplete writes of an interrupted attempt");
+        }
         for o in store.list(&prefix)? {
             if !progress.records.iter().any(|r| r.objects.iter().any(|e| e.key == o.key)) {
                 store.delete(&o.key)?;

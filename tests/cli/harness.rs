@@ -1,0 +1,105 @@
+//! A temp-dir harness around the binary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+/// The repository root (tests/ and mappings/ are there).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// `../shared/data` beside the repository.
+pub fn shared_data() -> PathBuf {
+    repo().join("../shared/data")
+}
+
+/// The binary under test.
+pub fn ehrlift() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ehrlift"));
+    c.env_remove("EHRLIFT_DEST").env_remove("EHRLIFT_LOG").arg("--progress").arg("log");
+    c
+}
+
+/// Output of a finished command, with helpers.
+pub struct Run {
+    pub out: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.out.status.code().unwrap_or(-1)
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout(), self.stderr()))
+    }
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(self.code(), code, "exit status\nstdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
+        self
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    Run { out: cmd.output().expect("run ehrlift") }
+}
+
+/// Every file under `dir`, relative path → bytes.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The current run's manifest at a local destination.
+pub fn manifest(dest: &Path) -> Value {
+    let state: Value = serde_json::from_slice(&std::fs::read(dest.join("_ehrlift/state.json")).unwrap()).unwrap();
+    let id = state["run_id"].as_str().unwrap();
+    serde_json::from_slice(&std::fs::read(dest.join(format!("_ehrlift/runs/{id}/manifest.json"))).unwrap()).unwrap()
+}
+
+/// Reads a Parquet file whole.
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let f = std::fs::File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap().map(Result::unwrap).collect()
+}
+
+pub fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+/// Writes a one-table plan over `dir/data/<files>` with the given mapping body.
+pub fn write_plan(dir: &Path, run: &str, csv: &str, mapping: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("tables")).unwrap();
+    let plan = format!(
+        "project = \"t\"\ninclude = [\"tables/*.toml\"]\n[privacy]\nprofile = \"none\"\n[run]\n{run}\n[sources.src]\nkind = \"csv\"\ndir = \"data\"\n[sources.src.csv]\n{csv}\n"
+    );
+    std::fs::write(dir.join("ehrlift.toml"), plan).unwrap();
+    std::fs::write(dir.join("tables/t.toml"), mapping).unwrap();
+    dir.join("ehrlift.toml")
+}
+
+/// `file://` URL of a path.
+pub fn url(p: &Path) -> String {
+    format!("file://{}", p.display())
+}

@@ -1,0 +1,10 @@
+//! Behaviour tests: the real `ehrlift` binary against real files in temp dirs.
+//! Tests named `issue_N_*` pin down what issue N asked for.
+
+mod harness;
+
+mod demo;
+mod edge;
+mod phi;
+mod resume;
+mod synthea;
