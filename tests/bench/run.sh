@@ -17,6 +17,8 @@
 #   PYTHON            python to use               (default: $BENCH_VENV/bin/python)
 #   BENCH_PEERS       space-separated peer list   (default: polars pyarrow duckdb, plus
 #                     sling and dlt when importable)
+#   BENCH_REPEAT      runs of every tool per size; the table shows each tool's median
+#                     run by wall time, plus the min-max wall range (default: 1)
 #   BENCH_SKIP_BUILD  1 to use the existing release binary without running cargo
 #   BENCH_SHARED      dir holding gen_patients_csv.py and peers.sh (default: /work/shared/bench)
 #   CARGO_TARGET_DIR  release build dir           (default: $HOME/.cache/ehrlift-target)
@@ -34,6 +36,9 @@ peers_sh=$shared/peers.sh
 plan=$repo/mappings/bench/patients-plain.toml
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ehrlift-target}
 bin=$CARGO_TARGET_DIR/release/ehrlift
+
+repeat=${BENCH_REPEAT:-1}
+[[ $repeat =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: BENCH_REPEAT must be a positive integer" >&2; exit 2; }
 
 rows_list=("$@")
 [ ${#rows_list[@]} -eq 0 ] && rows_list=(1000000)
@@ -78,6 +83,59 @@ declare -A eh_rss eh_wall
 fmt_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
+# One ehrlift run: checks the manifest, appends "ehrlift wall rss bytes user sys" to $results.
+run_ehrlift() { # rows csv out results
+  local rows=$1 csv=$2 out=$3 results=$4 dest=$3/ehrlift status=0
+  rm -rf "$dest"
+  BENCH_CSV=$csv /usr/bin/time -f "%e %M %U %S" -o "$out/ehrlift.time" \
+    "$bin" run "$plan" --dest "file://$dest" --fresh --progress none >"$out/ehrlift.log" 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "ehrlift FAILED with exit status $status; log: $out/ehrlift.log" >&2
+    tail -n 20 "$out/ehrlift.log" >&2
+    exit 1
+  fi
+  local wall rss user sys bytes written quarantined manifests
+  read -r wall rss user sys <"$out/ehrlift.time"
+  bytes=$(du -sb "$dest/patients" | cut -f1)
+  manifests=("$dest"/_ehrlift/runs/*/manifest.json)
+  if [ ${#manifests[@]} -ne 1 ] || [ ! -f "${manifests[0]}" ]; then
+    echo "expected one manifest under $dest/_ehrlift/runs, found: ${manifests[*]}" >&2
+    exit 1
+  fi
+  written=$(jq '[.tables[].rows_written] | add' "${manifests[0]}")
+  quarantined=$(jq '[.tables[].rows_quarantined] | add' "${manifests[0]}")
+  if [ "$written" != "$rows" ]; then
+    echo "row check FAILED: manifest rows_written=$written, expected $rows (quarantined: $quarantined)" >&2
+    exit 1
+  fi
+  echo "ehrlift: ${wall}s wall, user ${user}s + sys ${sys}s ($(awk -v u="$user" -v s="$sys" -v w="$wall" 'BEGIN { printf "%.0f%%", (w > 0 ? 100 * (u + s) / w : 0) }') of one core), peak RSS $(fmt_mib "$rss") MiB; manifest rows_written=$written rows_quarantined=$quarantined: ok"
+  echo "ehrlift $wall $rss $bytes $user $sys" >>"$results"
+}
+
+# The peers once: appends "name wall rss bytes" (or "name FAILED") to $results.
+run_peers() { # csv out results
+  local line name rest
+  while read -r line; do
+    [ -n "$line" ] || continue
+    echo "$line"
+    read -r name rest <<<"$line"
+    if [[ $rest == FAILED* ]]; then
+      echo "$name FAILED" >>"$3"
+    else
+      echo "$name $(sed -n 's/.*wall_s=\([^ ]*\).*/\1/p' <<<"$rest") $(sed -n 's/.*peak_rss_kib=\([^ ]*\).*/\1/p' <<<"$rest") $(sed -n 's/.*out_bytes=\([^ ]*\).*/\1/p' <<<"$rest")" >>"$3"
+    fi
+  done < <(PYTHON="$py" bash "$peers_sh" "$1" "$2/peers" "${peers[@]}")
+}
+
+# The median run of a tool by wall time (a FAILED run makes the tool FAILED).
+median_of() { # tool results
+  if grep -q "^$1 FAILED" "$2"; then echo "$1 FAILED"; return; fi
+  local n
+  n=$(grep -c "^$1 " "$2" || true)
+  [ "$n" -gt 0 ] || return 0
+  grep "^$1 " "$2" | sort -k2,2g | sed -n "$(( (n + 1) / 2 ))p"
+}
+
 for rows in "${rows_list[@]}"; do
   csv=$bench_dir/patients-$rows.csv
   if [ ! -s "$csv" ]; then
@@ -88,57 +146,50 @@ for rows in "${rows_list[@]}"; do
   # Warm the page cache so every tool reads the input from memory alike.
   cat "$csv" >/dev/null
   out=$out_root/$rows
-  dest=$out/ehrlift
-  rm -rf "$dest"
+  results=$out/results.txt
   mkdir -p "$out"
+  : >"$results"
 
   echo
-  echo "== $rows rows: $csv ($(stat -c %s "$csv") bytes)"
-  status=0
-  BENCH_CSV=$csv /usr/bin/time -f "%e %M %U %S" -o "$out/ehrlift.time" \
-    "$bin" run "$plan" --dest "file://$dest" --fresh --progress none >"$out/ehrlift.log" 2>&1 || status=$?
-  if [ "$status" -ne 0 ]; then
-    echo "ehrlift FAILED with exit status $status; log: $out/ehrlift.log" >&2
-    tail -n 20 "$out/ehrlift.log" >&2
-    exit 1
-  fi
-  read -r e_wall e_rss e_user e_sys <"$out/ehrlift.time"
-  e_bytes=$(du -sb "$dest/patients" | cut -f1)
+  echo "== $rows rows: $csv ($(stat -c %s "$csv") bytes), $repeat run(s) each, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  for ((i = 1; i <= repeat; i++)); do
+    run_ehrlift "$rows" "$csv" "$out" "$results"
+    run_peers "$csv" "$out" "$results"
+  done
 
-  manifests=("$dest"/_ehrlift/runs/*/manifest.json)
-  [ ${#manifests[@]} -eq 1 ] && [ -f "${manifests[0]}" ] || { echo "expected one manifest under $dest/_ehrlift/runs, found: ${manifests[*]}" >&2; exit 1; }
-  written=$(jq '[.tables[].rows_written] | add' "${manifests[0]}")
-  quarantined=$(jq '[.tables[].rows_quarantined] | add' "${manifests[0]}")
-  if [ "$written" != "$rows" ]; then
-    echo "row check FAILED: manifest rows_written=$written, expected $rows (quarantined: $quarantined)" >&2
-    exit 1
-  fi
-  echo "row check ok: manifest rows_written=$written, rows_quarantined=$quarantined"
-  echo "ehrlift cpu: user ${e_user}s + sys ${e_sys}s over ${e_wall}s wall = $(awk -v u="$e_user" -v s="$e_sys" -v w="$e_wall" 'BEGIN { printf "%.0f%%", (w > 0 ? 100 * (u + s) / w : 0) }') of one core"
+  read -r _ e_wall e_rss e_bytes e_user e_sys < <(median_of ehrlift "$results")
   eh_rss[$rows]=$e_rss
   eh_wall[$rows]=$e_wall
-
-  echo "running peers ..."
-  peer_out=$(PYTHON="$py" bash "$peers_sh" "$csv" "$out/peers" "${peers[@]}")
-
+  wall_range() { awk -v t="$1" '$1 == t && $2 != "FAILED" { if (min == "" || $2 < min) min = $2; if ($2 > max) max = $2 } END { if (min != "") printf "%s-%s", min, max; else print "-" }' "$results"; }
+  row() { # tool wall rss_kib bytes ratio
+    if [ "$repeat" -gt 1 ]; then
+      printf '%-12s %10s %14s %14s %18s %14s\n' "$1" "$2" "$3" "$4" "$5" "$(wall_range "$1")"
+    else
+      printf '%-12s %10s %14s %14s %18s\n' "$1" "$2" "$3" "$4" "$5"
+    fi
+  }
   table=$(
-    printf '%-12s %10s %14s %14s %18s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/peer_wall"
-    printf '%-12s %10s %14s %14s %18s\n' ehrlift "$e_wall" "$(fmt_mib "$e_rss")" "$e_bytes" "-"
-    while read -r name rest; do
-      [ -n "$name" ] || continue
-      if [[ $rest == FAILED* ]]; then
-        printf '%-12s %10s %14s %14s %18s\n' "$name" FAILED - - -
-        continue
+    if [ "$repeat" -gt 1 ]; then
+      printf '%-12s %10s %14s %14s %18s %14s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/peer_wall" wall_min-max
+    else
+      printf '%-12s %10s %14s %14s %18s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/peer_wall"
+    fi
+    row ehrlift "$e_wall" "$(fmt_mib "$e_rss")" "$e_bytes" "-"
+    for p in "${peers[@]}"; do
+      read -r name wall rss bytes < <(median_of "$p" "$results"; echo)
+      [ -n "${name:-}" ] || continue
+      if [ "$wall" = FAILED ]; then
+        row "$name" FAILED - - -
+      else
+        row "$name" "$wall" "$(fmt_mib "$rss")" "$bytes" "$(ratio "$e_wall" "$wall")"
       fi
-      wall=$(sed -n 's/.*wall_s=\([^ ]*\).*/\1/p' <<<"$rest")
-      rss=$(sed -n 's/.*peak_rss_kib=\([^ ]*\).*/\1/p' <<<"$rest")
-      bytes=$(sed -n 's/.*out_bytes=\([^ ]*\).*/\1/p' <<<"$rest")
-      printf '%-12s %10s %14s %14s %18s\n' "$name" "$wall" "$(fmt_mib "$rss")" "$bytes" "$(ratio "$e_wall" "$wall")"
-    done <<<"$peer_out"
+    done
   )
   echo
-  echo "$rows rows:"
+  if [ "$repeat" -gt 1 ]; then echo "$rows rows (median of $repeat runs by wall time; load average now $(cut -d' ' -f1-3 /proc/loadavg)):"
+  else echo "$rows rows (load average now $(cut -d' ' -f1-3 /proc/loadavg)):"; fi
   echo "$table"
+  echo "ehrlift cpu: user ${e_user}s + sys ${e_sys}s over ${e_wall}s wall = $(awk -v u="$e_user" -v s="$e_sys" -v w="$e_wall" 'BEGIN { printf "%.0f%%", (w > 0 ? 100 * (u + s) / w : 0) }') of one core ($(nproc) available)"
 
   # The team's targets, for information (never changes the exit status).
   polars_wall=$(awk '$1 == "polars" { print $2 }' <<<"$table")

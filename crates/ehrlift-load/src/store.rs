@@ -17,6 +17,9 @@ pub enum StoreError {
     /// An object key is not acceptable (absolute, `..`, empty segment).
     #[error("invalid object key `{0}`")]
     InvalidKey(String),
+    /// Another run holds the destination.
+    #[error("another ehrlift run is using {0}; wait for it to finish (or stop it) and run again")]
+    Locked(String),
     /// An I/O failure on one object.
     #[error("{op} `{key}`: {source}")]
     Io {
@@ -35,7 +38,7 @@ impl StoreError {
     pub fn class(&self) -> ErrorClass {
         match self {
             StoreError::Unsupported(_) | StoreError::InvalidKey(_) => ErrorClass::Configuration,
-            StoreError::Io { .. } => ErrorClass::Transient,
+            StoreError::Io { .. } | StoreError::Locked(_) => ErrorClass::Transient,
         }
     }
 }
@@ -83,7 +86,13 @@ pub trait ObjectStore: Send + Sync {
     /// Removes what killed writers left under `prefix` (temp files here; incomplete
     /// multipart uploads on S3). Returns how many were removed.
     fn sweep_incomplete(&self, prefix: &str) -> Result<usize, StoreError>;
+    /// Takes the destination's exclusive run lock, held until the guard drops; a second
+    /// run on the same destination fails instead of interleaving with the first.
+    fn lock_run(&self) -> Result<Box<dyn std::any::Any + Send>, StoreError>;
 }
+
+/// Key of the local run lock.
+const LOCK_KEY: &str = "_ehrlift/run.lock";
 
 /// Opens the store of a destination URL.
 pub fn open_store(url: &str) -> Result<Box<dyn ObjectStore>, StoreError> {
@@ -210,6 +219,18 @@ impl ObjectStore for LocalStore {
     fn sweep_incomplete(&self, prefix: &str) -> Result<usize, StoreError> {
         self.sweep_temp(prefix)
     }
+
+    fn lock_run(&self) -> Result<Box<dyn std::any::Any + Send>, StoreError> {
+        let path = self.path(LOCK_KEY)?;
+        let io_err = |source| StoreError::Io { op: "lock", key: LOCK_KEY.to_owned(), source };
+        fs::create_dir_all(path.parent().expect("lock has a parent")).map_err(io_err)?;
+        let file = OpenOptions::new().write(true).create(true).truncate(false).open(&path).map_err(io_err)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(file)),
+            Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked(self.url())),
+            Err(fs::TryLockError::Error(e)) => Err(io_err(e)),
+        }
+    }
 }
 
 struct LocalWriter {
@@ -278,6 +299,16 @@ mod tests {
         for k in ["", "/abs", "a/../b", "a//b", "./a"] {
             assert!(matches!(store.writer(k), Err(StoreError::InvalidKey(_))), "{k}");
         }
+    }
+
+    #[test]
+    fn a_second_run_lock_is_refused_until_the_first_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().to_path_buf());
+        let guard = store.lock_run().unwrap();
+        assert!(matches!(store.lock_run(), Err(StoreError::Locked(_))));
+        drop(guard);
+        store.lock_run().unwrap();
     }
 
     #[test]

@@ -11,6 +11,7 @@ use arrow_array::builder::{
     BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{Array, ArrayRef, StringArray};
+use arrow_buffer::{BooleanBufferBuilder, NullBuffer};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use ehrlift_core::Reason;
 
@@ -124,8 +125,8 @@ impl ColumnKernel {
         }
         match self.ty {
             ColumnType::Utf8 => {
-                if !self.trim && self.recode.is_none() && self.null.is_empty() && self.nullable {
-                    return Arc::new(input.clone());
+                if !self.trim && self.recode.is_none() {
+                    return self.null_tokens_only(input, errors);
                 }
                 run!(StringBuilder::with_capacity(n, input.value_data().len()), |v| Ok::<_, Reason>(v))
             }
@@ -149,6 +150,23 @@ impl ColumnKernel {
                 run!(TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"), |v| t.instant_micros(v, &self.timezone))
             }
         }
+    }
+
+    /// Text with only null tokens to apply: the values buffer is shared, only the
+    /// validity bitmap is new, so the common case copies no string data.
+    fn null_tokens_only(&self, input: &StringArray, errors: &mut Vec<CellError>) -> ArrayRef {
+        let n = input.len();
+        let mut valid = BooleanBufferBuilder::new(n);
+        for i in 0..n {
+            let ok = input.is_valid(i) && !self.null.iter().any(|t| t == input.value(i));
+            if !ok && !self.nullable {
+                errors.push((i as u32, Reason::NullNotAllowed));
+            }
+            valid.append(ok);
+        }
+        let nulls = NullBuffer::new(valid.finish());
+        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        Arc::new(StringArray::new(input.offsets().clone(), input.values().clone(), nulls))
     }
 
     fn parse_bool(&self, v: &str) -> Result<bool, Reason> {
@@ -301,6 +319,18 @@ mod tests {
         assert_eq!(a.value(0), "M");
         assert!(a.is_null(1));
         assert_eq!(errs, vec![(2, Reason::UnmappedCode)]);
+    }
+
+    #[test]
+    fn utf8_null_tokens_share_the_values_buffer() {
+        let mut c = col(ColumnType::Utf8);
+        c.null = vec![String::new(), "NULL".into()];
+        c.nullable = false;
+        let (a, errs) = run(&c, &[Some("a"), Some(""), Some("NULL"), None, Some("null")]);
+        let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!((a.value(0), a.value(4)), ("a", "null"));
+        assert_eq!(a.null_count(), 3);
+        assert_eq!(errs, vec![(1, Reason::NullNotAllowed), (2, Reason::NullNotAllowed), (3, Reason::NullNotAllowed)]);
     }
 
     #[test]

@@ -94,6 +94,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         inputs.push(files);
     }
 
+    let _lock = store.lock_run()?;
     let prior: Option<RunState> = get_json(store, STATE_KEY)?;
     let state = match prior {
         Some(s) if !opts.fresh => {
