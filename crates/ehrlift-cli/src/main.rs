@@ -54,6 +54,9 @@ enum Command {
         /// Print the run outcome as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Threads encoding Parquet columns (default: the plan's `encode_threads`; 0 = one per core).
+        #[arg(long, value_name = "N")]
+        encode_threads: Option<usize>,
     },
     /// Check a plan, its mappings and its source files' headers; writes nothing.
     ///
@@ -126,7 +129,7 @@ fn main() -> ExitCode {
     progress::init_tracing(cli.log_format == LogFormat::Json, cli.verbose, ui.clone());
     install_panic_hook();
     let result = match &cli.command {
-        Command::Run { plan, dest, fresh, json } => cmd_run(&cli, &ui, plan, dest.as_deref(), *fresh, *json),
+        Command::Run { plan, dest, fresh, json, encode_threads } => cmd_run(&cli, &ui, plan, dest.as_deref(), *fresh, *json, *encode_threads),
         Command::Validate { plan, json } => cmd_validate(plan, *json),
         Command::Verify { url, json } => cmd_verify(url, *json),
         Command::Status { plan, dest, json } => cmd_status(plan, dest.as_deref(), *json),
@@ -181,8 +184,11 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
     Ok(())
 }
 
-fn cmd_run(cli: &Cli, ui: &progress::Ui, plan_path: &Path, dest: Option<&str>, fresh: bool, json: bool) -> Result<u8, Failure> {
-    let plan = load(plan_path)?;
+fn cmd_run(cli: &Cli, ui: &progress::Ui, plan_path: &Path, dest: Option<&str>, fresh: bool, json: bool, encode_threads: Option<usize>) -> Result<u8, Failure> {
+    let mut plan = load(plan_path)?;
+    if let Some(n) = encode_threads {
+        plan.run.encode_threads = n;
+    }
     let store = store_for(&plan, dest)?;
     let reporter: Arc<dyn ehrlift_core::Reporter> = match cli.progress {
         ProgressMode::None => Arc::new(ehrlift_core::NullReporter),

@@ -5,7 +5,12 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
+use std::sync::mpsc;
+
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::errors::ParquetError;
+use parquet::file::writer::SerializedFileWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use sha2::{Digest, Sha256};
@@ -19,6 +24,8 @@ pub struct PartSettings {
     pub row_group_rows: usize,
     /// zstd level.
     pub zstd_level: i32,
+    /// Threads encoding column chunks in parallel.
+    pub workers: usize,
 }
 
 /// A finished part.
@@ -53,11 +60,65 @@ impl Write for Hashing {
     }
 }
 
-/// Streams record batches into one Parquet object.
+/// Streams record batches into one Parquet object, encoding columns in parallel.
+///
+/// Each row group's column chunks are encoded by `workers` threads that each own a
+/// share of the columns (parquet's `ArrowColumnWriter`), fed batch by batch, so the
+/// encoded pages of only the open row group sit in memory.
 pub struct PartWriter {
     key: String,
-    writer: ArrowWriter<Hashing>,
+    file: SerializedFileWriter<Hashing>,
+    factory: ArrowRowGroupWriterFactory,
+    schema: Arc<Schema>,
+    workers: Vec<Worker>,
+    row_group_rows: usize,
+    rows_in_group: usize,
+    groups: usize,
     rows: u64,
+}
+
+/// One encoding thread and its channel.
+struct Worker {
+    jobs: mpsc::SyncSender<Job>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+enum Job {
+    /// Encode these leaves (column index, leaf).
+    Write(Vec<(usize, ArrowLeafColumn)>),
+    /// Close the row group's writers, reply with their chunks, continue with `next`.
+    Close { next: Vec<(usize, ArrowColumnWriter)>, reply: mpsc::Sender<Result<Vec<(usize, ArrowColumnChunk)>, ParquetError>> },
+}
+
+fn spawn_worker(mut writers: Vec<(usize, ArrowColumnWriter)>) -> Worker {
+    let (jobs, rx) = mpsc::sync_channel::<Job>(4);
+    let handle = std::thread::spawn(move || {
+        let mut failed: Option<ParquetError> = None;
+        for job in rx {
+            match job {
+                Job::Write(leaves) => {
+                    if failed.is_none() {
+                        for (i, leaf) in leaves {
+                            let w = writers.iter_mut().find(|(j, _)| *j == i).map(|(_, w)| w).expect("leaf routed to its writer");
+                            if let Err(e) = w.write(&leaf) {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                }
+                Job::Close { next, reply } => {
+                    let done = std::mem::replace(&mut writers, next);
+                    let result = match failed.take() {
+                        Some(e) => Err(e),
+                        None => done.into_iter().map(|(i, w)| w.close().map(|c| (i, c))).collect(),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    });
+    Worker { jobs, handle }
 }
 
 fn parquet_err(key: &str, e: parquet::errors::ParquetError) -> StoreError {
@@ -72,7 +133,7 @@ fn parquet_err(key: &str, e: parquet::errors::ParquetError) -> StoreError {
 }
 
 impl PartWriter {
-    /// Starts a part at `key` with `schema`.
+    /// Starts a part at `key` with `schema`, encoding with up to `workers` threads.
     pub fn create(store: &dyn ObjectStore, key: &str, schema: Arc<Schema>, settings: PartSettings) -> Result<Self, StoreError> {
         let props = WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_2_0)
@@ -84,14 +145,77 @@ impl PartWriter {
             .build();
         let inner = store.writer(key)?;
         let sink = Hashing { inner, hasher: Sha256::new(), bytes: 0 };
-        let writer = ArrowWriter::try_new(sink, schema, Some(props)).map_err(|e| parquet_err(key, e))?;
-        Ok(PartWriter { key: key.to_owned(), writer, rows: 0 })
+        let err = |e| parquet_err(key, e);
+        // ArrowWriter sets up the file (magic, embedded Arrow schema); we take over its
+        // serialized writer to encode row groups column-parallel.
+        let (file, factory) = ArrowWriter::try_new(sink, schema.clone(), Some(props)).and_then(ArrowWriter::into_serialized_writer).map_err(err)?;
+        let n = settings.workers.clamp(1, schema.fields().len().max(1));
+        let mut shares: Vec<Vec<(usize, ArrowColumnWriter)>> = (0..n).map(|_| Vec::new()).collect();
+        for (i, w) in factory.create_column_writers(0).map_err(err)?.into_iter().enumerate() {
+            shares[i % n].push((i, w));
+        }
+        let workers = shares.into_iter().map(spawn_worker).collect();
+        Ok(PartWriter { key: key.to_owned(), file, factory, schema, workers, row_group_rows: settings.row_group_rows, rows_in_group: 0, groups: 0, rows: 0 })
     }
 
     /// Appends a batch.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), StoreError> {
-        self.rows += batch.num_rows() as u64;
-        self.writer.write(batch).map_err(|e| parquet_err(&self.key, e))
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let take = (batch.num_rows() - offset).min(self.row_group_rows - self.rows_in_group);
+            let slice = batch.slice(offset, take);
+            let mut per_worker: Vec<Vec<(usize, ArrowLeafColumn)>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
+            let mut leaf = 0;
+            for (field, array) in self.schema.fields().iter().zip(slice.columns()) {
+                for l in compute_leaves(field, array).map_err(|e| parquet_err(&self.key, e))? {
+                    per_worker[leaf % self.workers.len()].push((leaf, l));
+                    leaf += 1;
+                }
+            }
+            for (w, leaves) in self.workers.iter().zip(per_worker) {
+                w.jobs.send(Job::Write(leaves)).map_err(|_| self.worker_died())?;
+            }
+            offset += take;
+            self.rows_in_group += take;
+            self.rows += take as u64;
+            if self.rows_in_group == self.row_group_rows {
+                self.flush_row_group()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn worker_died(&self) -> StoreError {
+        parquet_err(&self.key, ParquetError::General("a Parquet encoding thread stopped".into()))
+    }
+
+    /// Closes the open row group: collects every worker's chunks and appends them in order.
+    fn flush_row_group(&mut self) -> Result<(), StoreError> {
+        let err = |e| parquet_err(&self.key, e);
+        let n = self.workers.len();
+        let mut next: Vec<Vec<(usize, ArrowColumnWriter)>> = (0..n).map(|_| Vec::new()).collect();
+        for (i, w) in self.factory.create_column_writers(self.groups + 1).map_err(err)?.into_iter().enumerate() {
+            next[i % n].push((i, w));
+        }
+        let mut replies = Vec::with_capacity(n);
+        for (w, next) in self.workers.iter().zip(next) {
+            let (tx, rx) = mpsc::channel();
+            w.jobs.send(Job::Close { next, reply: tx }).map_err(|_| self.worker_died())?;
+            replies.push(rx);
+        }
+        let mut chunks = Vec::new();
+        for rx in replies {
+            chunks.extend(rx.recv().map_err(|_| self.worker_died())?.map_err(err)?);
+        }
+        chunks.sort_by_key(|(i, _)| *i);
+        let mut group = self.file.next_row_group().map_err(err)?;
+        for (_, chunk) in chunks {
+            chunk.append_to_row_group(&mut group).map_err(err)?;
+        }
+        group.close().map_err(err)?;
+        self.groups += 1;
+        self.rows_in_group = 0;
+        Ok(())
     }
 
     /// Rows written so far.
@@ -99,10 +223,17 @@ impl PartWriter {
         self.rows
     }
 
-    /// Writes the footer and commits the object.
-    pub fn finish(self) -> Result<WrittenPart, StoreError> {
-        let PartWriter { key, writer, rows } = self;
-        let sink = writer.into_inner().map_err(|e| parquet_err(&key, e))?;
+    /// Writes the last row group and the footer, and commits the object.
+    pub fn finish(mut self) -> Result<WrittenPart, StoreError> {
+        if self.rows_in_group > 0 {
+            self.flush_row_group()?;
+        }
+        let PartWriter { key, file, workers, rows, .. } = self;
+        for w in workers {
+            drop(w.jobs);
+            let _ = w.handle.join();
+        }
+        let sink = file.into_inner().map_err(|e| parquet_err(&key, e))?;
         let Hashing { inner, hasher, bytes } = sink;
         inner.commit()?;
         Ok(WrittenPart { key, bytes, sha256: hex::encode(hasher.finalize()), rows })
@@ -110,8 +241,57 @@ impl PartWriter {
 
     /// Discards the part.
     pub fn abort(self) {
-        if let Ok(sink) = self.writer.into_inner() {
+        for w in self.workers {
+            drop(w.jobs);
+            let _ = w.handle.join();
+        }
+        if let Ok(sink) = self.file.into_inner() {
             sink.inner.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LocalStore;
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn batch(from: i64, n: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("s", DataType::Utf8, true)]));
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(from..from + n));
+        let s: ArrayRef = Arc::new(StringArray::from_iter((from..from + n).map(|i| (i % 3 != 0).then(|| format!("v{}", i % 17)))));
+        RecordBatch::try_new(schema, vec![ids, s]).unwrap()
+    }
+
+    fn write(store: &LocalStore, key: &str, workers: usize) -> WrittenPart {
+        let b = batch(0, 1);
+        let mut w = PartWriter::create(store, key, b.schema(), PartSettings { row_group_rows: 700, zstd_level: 1, workers }).unwrap();
+        for i in 0..5 {
+            w.write(&batch(i * 333, 333)).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn output_is_identical_whatever_the_number_of_encoding_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().to_path_buf());
+        let one = write(&store, "a.parquet", 1);
+        let three = write(&store, "b.parquet", 3);
+        assert_eq!(one.sha256, three.sha256);
+        assert_eq!(one.rows, 1665);
+        let f = std::fs::File::open(dir.path().join("a.parquet")).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+        let groups: Vec<i64> = reader.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(groups, vec![700, 700, 265]);
+        let ids: Vec<i64> = reader
+            .build()
+            .unwrap()
+            .flat_map(|b| b.unwrap().column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .collect();
+        assert_eq!(ids, (0..1665).collect::<Vec<_>>());
     }
 }

@@ -190,6 +190,9 @@ fn check_run(cx: &mut FileCx<'_>, doc: &Fields, run: &RunSettings) {
     if !(1..=22).contains(&run.zstd_level) {
         cx.error(line, "[run]: `zstd_level` must be from 1 to 22");
     }
+    if run.encode_threads > 256 {
+        cx.error(line, "[run]: `encode_threads` must be from 0 (one per core) to 256");
+    }
     if !(0.0..=1.0).contains(&run.max_quarantine_ratio) {
         cx.error(line, "[run]: `max_quarantine_ratio` must be from 0.0 to 1.0");
     }

@@ -67,6 +67,8 @@ pub struct RunSettings {
     pub zstd_level: i32,
     /// Fraction of rows a table may quarantine before it stops (exit status 1).
     pub max_quarantine_ratio: f64,
+    /// Threads encoding Parquet column chunks; 0 means one per available core.
+    pub encode_threads: usize,
 }
 
 impl Default for RunSettings {
@@ -77,6 +79,7 @@ impl Default for RunSettings {
             row_group_rows: 1024 * 1024,
             zstd_level: 1,
             max_quarantine_ratio: 0.0,
+            encode_threads: 0,
         }
     }
 }

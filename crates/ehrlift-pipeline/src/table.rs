@@ -141,7 +141,11 @@ fn write_loop(
     started: Instant,
 ) -> Result<(), PipelineError> {
     let table = job.mapping.table.as_str();
-    let settings = PartSettings { row_group_rows: job.settings.row_group_rows, zstd_level: job.settings.zstd_level };
+    let workers = match job.settings.encode_threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let settings = PartSettings { row_group_rows: job.settings.row_group_rows, zstd_level: job.settings.zstd_level, workers };
     let mut open: Option<OpenPart> = None;
     let (mut read, mut quarantined) = (progress.rows_read, progress.rows_quarantined);
     for msg in rx {
@@ -220,7 +224,7 @@ fn commit_part(store: &dyn ObjectStore, job: &TableJob<'_>, progress: &mut Table
             store,
             &quarantine_key(table, p.number),
             qschema.clone(),
-            PartSettings { row_group_rows: job.settings.row_group_rows, zstd_level: job.settings.zstd_level },
+            PartSettings { row_group_rows: job.settings.row_group_rows, zstd_level: job.settings.zstd_level, workers: 1 },
         )?;
         qw.write(&quarantine_batch(&p.rejections, &job.file_names))?;
         objects.push(entry(job, ObjectKind::Quarantine, p.number, qw.finish()?, p.first, p.end, schema_fingerprint(&qschema)));
