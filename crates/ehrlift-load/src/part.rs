@@ -92,7 +92,7 @@ enum Job {
 
 fn spawn_worker(mut writers: Vec<(usize, ArrowColumnWriter)>) -> Worker {
     let (jobs, rx) = mpsc::sync_channel::<Job>(4);
-    let handle = std::thread::spawn(move || {
+    let handle = std::thread::Builder::new().name("ehrlift-encode".into()).spawn(move || {
         let mut failed: Option<ParquetError> = None;
         for job in rx {
             match job {
@@ -118,7 +118,7 @@ fn spawn_worker(mut writers: Vec<(usize, ArrowColumnWriter)>) -> Worker {
             }
         }
     });
-    Worker { jobs, handle }
+    Worker { jobs, handle: handle.expect("spawn a Parquet encoding thread") }
 }
 
 fn parquet_err(key: &str, e: parquet::errors::ParquetError) -> StoreError {

@@ -95,7 +95,7 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
     let (tx, rx) = sync_channel::<Result<Msg, PipelineError>>(2);
 
     std::thread::scope(|scope| {
-        let reader = scope.spawn(move || {
+        let reader = std::thread::Builder::new().name("ehrlift-read".into()).spawn_scoped(scope, move || {
             let mut in_part = 0u64;
             loop {
                 let limit = batch_rows.min((part_rows - in_part) as usize);
@@ -125,6 +125,7 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
                 }
             }
         });
+        let reader = reader.map_err(|e| PipelineError::Internal(format!("cannot start the reader thread: {e}")))?;
         let result = write_loop(store, &job, &mut progress, rx, started);
         // If the writer stopped early the reader sees a closed channel and ends.
         reader.join().map_err(|_| PipelineError::Internal(format!("reader thread of `{table}` panicked")))?;
