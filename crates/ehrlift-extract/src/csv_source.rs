@@ -221,10 +221,15 @@ impl CsvTableSource {
             }
             // UTF-8 records are validated whole: slicing valid UTF-8 at the ASCII delimiters
             // gives valid fields, so the common case checks each byte once and copies once.
+            // A delimiter inside a multi-byte character (a corrupt export) leaves a valid
+            // record whose field ranges are not on character boundaries: `get` catches it
+            // and the per-field path below quarantines the row.
             let whole = if encoding == TextEncoding::Utf8 { std::str::from_utf8(rec.as_slice()).ok() } else { None };
-            if let Some(text) = whole {
-                for (b, &idx) in builders.iter_mut().zip(&open.projection) {
-                    b.append_value(&text[rec.range(idx).expect("projected field exists")]);
+            let fields: Option<Vec<&str>> =
+                whole.and_then(|text| open.projection.iter().map(|&idx| rec.range(idx).and_then(|r| text.get(r))).collect());
+            if let Some(fields) = fields {
+                for (b, f) in builders.iter_mut().zip(fields) {
+                    b.append_value(f);
                 }
             } else {
                 // Decode every needed field before appending any, so a bad row leaves no trace.

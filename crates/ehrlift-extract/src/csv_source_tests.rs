@@ -93,6 +93,19 @@ fn ragged_and_badly_encoded_rows_are_rejected_with_reasons_not_values() {
 }
 
 #[test]
+fn a_delimiter_inside_a_multibyte_character_quarantines_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    // "é" is C3 A9; a corrupt export put the comma between its two bytes. The record as a
+    // whole is valid UTF-8, its fields are not.
+    std::fs::write(dir.path().join("a.csv"), b"a,b\nRen\xc3,\xa9e\nok,fine\n".as_slice()).unwrap();
+    let p = plan(dir.path(), "", &["a", "b"], &[], "a.csv");
+    let b = open(&p, Position::default()).next_batch(10).unwrap().unwrap();
+    assert_eq!(values(&b, 0), ["ok"]);
+    assert_eq!(b.rejected.len(), 1);
+    assert_eq!((b.rejected[0].origin.record, b.rejected[0].reason), (1, Reason::InvalidEncoding));
+}
+
+#[test]
 fn single_byte_encodings_decode_exactly() {
     let dir = tempfile::tempdir().unwrap();
     // 0xE9 is é in both; 0x80 is € in windows-1252 and U+0080 in latin1.

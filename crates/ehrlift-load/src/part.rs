@@ -91,7 +91,7 @@ enum Job {
 }
 
 fn spawn_worker(mut writers: Vec<(usize, ArrowColumnWriter)>) -> Worker {
-    let (jobs, rx) = mpsc::sync_channel::<Job>(4);
+    let (jobs, rx) = mpsc::sync_channel::<Job>(1);
     let handle = std::thread::Builder::new().name("ehrlift-encode".into()).spawn(move || {
         let mut failed: Option<ParquetError> = None;
         for job in rx {

@@ -27,6 +27,10 @@ pub struct ColumnKernel {
     name: String,
     ty: ColumnType,
     trim: bool,
+    /// Whether the empty string is a null token (the default), tested apart from the
+    /// others: comparing against an empty `String` costs a memcmp on a dangling pointer.
+    null_empty: bool,
+    /// Non-empty null tokens.
     null: Vec<String>,
     recode: Option<Recode>,
     nullable: bool,
@@ -48,7 +52,8 @@ impl ColumnKernel {
             name: col.name.clone(),
             ty: col.ty,
             trim: col.trim,
-            null: col.null.clone(),
+            null_empty: col.null.iter().any(String::is_empty),
+            null: col.null.iter().filter(|t| !t.is_empty()).cloned().collect(),
             recode: col.recode.clone(),
             nullable: col.nullable,
             true_values: col.true_values.clone(),
@@ -68,6 +73,15 @@ impl ColumnKernel {
         &self.name
     }
 
+    #[inline]
+    fn is_null_token(&self, v: &str) -> bool {
+        if v.is_empty() {
+            self.null_empty
+        } else {
+            !self.null.is_empty() && self.null.iter().any(|t| t.len() == v.len() && t == v)
+        }
+    }
+
     /// Trim, null tokens and recode: `Ok(None)` is null.
     #[inline]
     fn prepare<'a>(&'a self, raw: Option<&'a str>) -> Result<Option<&'a str>, Reason> {
@@ -75,7 +89,7 @@ impl ColumnKernel {
         if self.trim {
             v = v.trim();
         }
-        if self.null.iter().any(|t| t == v) {
+        if self.is_null_token(v) {
             return Ok(None);
         }
         if let Some(r) = &self.recode {
@@ -158,7 +172,7 @@ impl ColumnKernel {
         let n = input.len();
         let mut valid = BooleanBufferBuilder::new(n);
         for i in 0..n {
-            let ok = input.is_valid(i) && !self.null.iter().any(|t| t == input.value(i));
+            let ok = input.is_valid(i) && !self.is_null_token(input.value(i));
             if !ok && !self.nullable {
                 errors.push((i as u32, Reason::NullNotAllowed));
             }

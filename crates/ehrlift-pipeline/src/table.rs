@@ -92,7 +92,7 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
     let batch_rows = job.settings.batch_rows;
     let part_rows = job.settings.part_rows;
     let kernels = &job.kernels;
-    let (tx, rx) = sync_channel::<Result<Msg, PipelineError>>(2);
+    let (tx, rx) = sync_channel::<Result<Msg, PipelineError>>(1);
 
     std::thread::scope(|scope| {
         let reader = std::thread::Builder::new().name("ehrlift-read".into()).spawn_scoped(scope, move || {
