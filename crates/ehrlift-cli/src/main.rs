@@ -3,11 +3,6 @@
 
 mod progress;
 
-/// mimalloc instead of glibc malloc: batches are built on the reader thread and freed
-/// on encoder threads, and glibc's heap fragments under that pattern (peak RSS grew
-/// ~50% from 1M to 5M rows in tests/bench/run.sh; with mimalloc it stays flat).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -74,9 +74,9 @@ pub struct RunSettings {
 impl Default for RunSettings {
     fn default() -> Self {
         RunSettings {
-            batch_rows: 32 * 1024,
+            batch_rows: 8 * 1024,
             part_rows: 4 * 1024 * 1024,
-            row_group_rows: 1024 * 1024,
+            row_group_rows: 512 * 1024,
             zstd_level: 1,
             max_quarantine_ratio: 0.0,
             encode_threads: 0,

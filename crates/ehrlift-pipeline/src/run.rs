@@ -145,7 +145,11 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         }
     };
     store.sweep_incomplete("_ehrlift/")?;
-    tracing::info!(run_id = %state.run_id, attempt = state.attempts, dest = %store.url(), "run started");
+    let r = &plan.run;
+    tracing::info!(
+        run_id = %state.run_id, attempt = state.attempts, dest = %store.url(), batch_rows = r.batch_rows, part_rows = r.part_rows,
+        row_group_rows = r.row_group_rows, encode_threads = r.encode_threads, max_quarantine_ratio = r.max_quarantine_ratio, "run started"
+    );
 
     let mut summaries = Vec::new();
     let mut objects = Vec::new();
