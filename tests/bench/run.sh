@@ -20,7 +20,8 @@
 #   BENCH_REPEAT      runs of every tool per size; the table shows each tool's median
 #                     run by wall time, plus the min-max wall range (default: 1)
 #   BENCH_SKIP_BUILD  1 to use the existing release binary without running cargo
-#   BENCH_SHARED      dir holding gen_patients_csv.py and peers.sh (default: /work/shared/bench)
+#   BENCH_SHARED      dir holding gen_patients_csv.py and peers.sh (default: ../shared/bench
+#                     beside the repository)
 #   CARGO_TARGET_DIR  release build dir           (default: $HOME/.cache/ehrlift-target)
 set -euo pipefail
 
@@ -30,7 +31,7 @@ bench_dir=${BENCH_DIR:-$HOME/.cache/ehrlift-bench}
 out_root=${BENCH_OUT:-$bench_dir/out}
 venv=${BENCH_VENV:-$bench_dir/venv}
 py=${PYTHON:-$venv/bin/python}
-shared=${BENCH_SHARED:-/work/shared/bench}
+shared=${BENCH_SHARED:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/bench}
 gen=$shared/gen_patients_csv.py
 peers_sh=$shared/peers.sh
 plan=$repo/mappings/bench/patients-plain.toml
@@ -50,11 +51,13 @@ for f in "$gen" "$peers_sh" "$plan"; do
   [ -f "$f" ] || { echo "run.sh: missing $f" >&2; exit 2; }
 done
 [ -x /usr/bin/time ] || { echo "run.sh: /usr/bin/time (GNU time) is required" >&2; exit 2; }
-"$py" -c 'import duckdb, pyarrow, polars' 2>/dev/null || {
-  echo "run.sh: $py lacks duckdb/pyarrow/polars; create it with:" >&2
-  echo "  python3 -m venv '$venv' && '$venv/bin/pip' install duckdb pyarrow polars" >&2
-  exit 2
-}
+if ! "$py" -c 'import duckdb, pyarrow, polars' 2>/dev/null; then
+  echo "run.sh: installing the peers (duckdb pyarrow polars sling dlt) into $venv" >&2
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q duckdb pyarrow polars >&2
+  "$venv/bin/pip" install -q sling sling-linux-amd64 'dlt[parquet,filesystem]' >&2 || echo "run.sh: sling/dlt could not be installed; they will be skipped" >&2
+  py="$venv/bin/python"
+fi
 
 # Peers: the three required ones, plus sling and dlt when they are installed.
 if [ -n "${BENCH_PEERS:-}" ]; then

@@ -59,7 +59,10 @@ fn issue_2_a_finished_run_is_a_no_op_and_fresh_starts_over() {
     assert_eq!(again["already_finished"], true);
     assert_eq!(snapshot(&dest), before, "a second run must not touch the destination");
 
-    let fresh = run(ehrlift().args(["run", "--fresh", "--json"]).arg(repo().join("mappings/demo/ehrlift.toml")).arg("--dest").arg(url(&dest))).expect(0).json();
+    let fresh =
+        run(ehrlift().args(["run", "--fresh", "--json"]).arg(repo().join("mappings/demo/ehrlift.toml")).arg("--dest").arg(url(&dest)))
+            .expect(0)
+            .json();
     assert_ne!(fresh["run_id"], again["run_id"]);
     let after = snapshot(&dest);
     for key in ["patients/part-000001.parquet", "visits/part-000002.parquet"] {
@@ -98,7 +101,12 @@ fn issue_2_validate_reports_config_errors_with_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tmp.path().join("data")).unwrap();
     std::fs::write(tmp.path().join("data/a.csv"), "id,extra\n1,2\n").unwrap();
-    let plan = write_plan(tmp.path(), "", "", "table = \"t\"\nsource = \"src\"\nfiles = \"a.csv\"\n[[columns]]\nname = \"id\"\ntype = \"int64\"\nrule = \"keep\"\n");
+    let plan = write_plan(
+        tmp.path(),
+        "",
+        "",
+        "table = \"t\"\nsource = \"src\"\nfiles = \"a.csv\"\n[[columns]]\nname = \"id\"\ntype = \"int64\"\nrule = \"keep\"\n",
+    );
     let r = run(ehrlift().arg("validate").arg(&plan)).expect(2);
     assert!(r.stderr().contains("`extra`") && r.stderr().contains("neither mapped nor listed in `drop`"), "{}", r.stderr());
     // run refuses too, before writing anything.

@@ -29,14 +29,19 @@ fn columns_of(file: &Path) -> (bool, Vec<String>) {
     if !rdr.read_byte_record(&mut rec).unwrap_or(false) {
         return (false, vec!["c1".into()]);
     }
-    let names: Option<Vec<String>> = rec.iter().map(|f| std::str::from_utf8(f).ok().map(|s| s.trim_start_matches('\u{feff}').to_owned())).collect();
+    let names: Option<Vec<String>> =
+        rec.iter().map(|f| std::str::from_utf8(f).ok().map(|s| s.trim_start_matches('\u{feff}').to_owned())).collect();
     match names {
-        Some(n) if n.iter().all(|x| !x.is_empty() && !x.contains(['"', '\\', '\n', '\r'])) && {
-            let mut s = n.clone();
-            s.sort();
-            s.dedup();
-            s.len() == n.len()
-        } => (true, n),
+        Some(n)
+            if n.iter().all(|x| !x.is_empty() && !x.contains(['"', '\\', '\n', '\r'])) && {
+                let mut s = n.clone();
+                s.sort();
+                s.dedup();
+                s.len() == n.len()
+            } =>
+        {
+            (true, n)
+        }
         _ => (false, (1..=rec.len()).map(|i| format!("c{i}")).collect()),
     }
 }
@@ -53,14 +58,32 @@ fn issue_2_every_csv_edge_file_loads_or_quarantines_with_reasons() {
         let name = "input.csv";
         std::fs::copy(file, dir.join("data").join(name)).unwrap();
         let (header, cols) = columns_of(file);
-        let columns: String = cols.iter().map(|c| format!("[[columns]]\nname = \"col_{}\"\nfrom = \"{c}\"\ntype = \"utf8\"\nrule = \"keep\"\n", cols.iter().position(|x| x == c).unwrap())).collect();
-        let csv = if header { String::new() } else { format!("header = false\ncolumns = [{}]", cols.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ")) };
-        let plan = write_plan(&dir, "max_quarantine_ratio = 1.0", &csv, &format!("table = \"t\"\nsource = \"src\"\nfiles = \"{name}\"\n{columns}"));
+        let columns: String = cols
+            .iter()
+            .map(|c| {
+                format!(
+                    "[[columns]]\nname = \"col_{}\"\nfrom = \"{c}\"\ntype = \"utf8\"\nrule = \"keep\"\n",
+                    cols.iter().position(|x| x == c).unwrap()
+                )
+            })
+            .collect();
+        let csv = if header {
+            String::new()
+        } else {
+            format!("header = false\ncolumns = [{}]", cols.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", "))
+        };
+        let plan = write_plan(
+            &dir,
+            "max_quarantine_ratio = 1.0",
+            &csv,
+            &format!("table = \"t\"\nsource = \"src\"\nfiles = \"{name}\"\n{columns}"),
+        );
         let dest = dir.join("out");
         let r = run(ehrlift().args(["run", "--json", "-vv"]).arg(&plan).arg("--dest").arg(url(&dest)));
         assert_eq!(r.code(), 0, "{}: {}", file.display(), r.stderr());
         let t = &r.json()["tables"][0];
-        let (read, written, q) = (t["rows_read"].as_u64().unwrap(), t["rows_written"].as_u64().unwrap(), t["rows_quarantined"].as_u64().unwrap());
+        let (read, written, q) =
+            (t["rows_read"].as_u64().unwrap(), t["rows_written"].as_u64().unwrap(), t["rows_quarantined"].as_u64().unwrap());
         assert_eq!(read, written + q, "{}: every row is written or quarantined", file.display());
         if q > 0 {
             quarantined_files += 1;
@@ -103,5 +126,8 @@ fn issue_2_latin1_loads_whole_with_its_encoding_declared() {
     let dest = tmp.path().join("out");
     let t = run(ehrlift().args(["run", "--json"]).arg(&plan).arg("--dest").arg(url(&dest))).expect(0).json()["tables"][0].clone();
     assert_eq!(t["rows_quarantined"], 0);
-    assert_eq!(t["rows_written"].as_u64(), Some(csv::Reader::from_path(shared_data().join("csv-edge/rust-csv/uspop-latin1.csv")).unwrap().byte_records().count() as u64));
+    assert_eq!(
+        t["rows_written"].as_u64(),
+        Some(csv::Reader::from_path(shared_data().join("csv-edge/rust-csv/uspop-latin1.csv")).unwrap().byte_records().count() as u64)
+    );
 }

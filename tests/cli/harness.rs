@@ -41,7 +41,8 @@ impl Run {
         String::from_utf8_lossy(&self.out.stdout).into_owned()
     }
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout(), self.stderr()))
+        serde_json::from_slice(&self.out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout(), self.stderr()))
     }
     #[track_caller]
     pub fn expect(self, code: i32) -> Self {

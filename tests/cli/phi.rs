@@ -60,12 +60,26 @@ rule = "drop"
         assert!(!r.stderr().contains("PHI-SENTINEL") && !r.stdout().contains("PHI-SENTINEL"), "{format}: sentinel in output");
     }
     // Now under the threshold, so the run completes and writes quarantine.
-    std::fs::write(tmp.path().join("ehrlift.toml"), std::fs::read_to_string(&plan).unwrap().replace("max_quarantine_ratio = 0.5", "max_quarantine_ratio = 0.95")).unwrap();
+    std::fs::write(
+        tmp.path().join("ehrlift.toml"),
+        std::fs::read_to_string(&plan).unwrap().replace("max_quarantine_ratio = 0.5", "max_quarantine_ratio = 0.95"),
+    )
+    .unwrap();
     let r = run(ehrlift().args(["-vv", "run", "--fresh", "--json"]).arg(&plan).arg("--dest").arg(url(&dest))).expect(0);
     let t = &r.json()["tables"][0];
     assert_eq!(t["rows_written"], 1);
     assert_eq!(t["rows_quarantined"], 9);
-    for reason in ["invalid_integer", "invalid_date", "invalid_decimal", "invalid_boolean", "unmapped_code", "missing_fields", "extra_fields", "null_not_allowed", "invalid_encoding"] {
+    for reason in [
+        "invalid_integer",
+        "invalid_date",
+        "invalid_decimal",
+        "invalid_boolean",
+        "unmapped_code",
+        "missing_fields",
+        "extra_fields",
+        "null_not_allowed",
+        "invalid_encoding",
+    ] {
         assert_eq!(t["quarantine_reasons"][reason], 1, "{reason}");
     }
     for (key, bytes) in snapshot(&dest) {

@@ -122,7 +122,8 @@ fn issue_2_a_failing_sink_never_advances_the_checkpoint() {
     std::fs::create_dir_all(dest.join("t")).unwrap();
     std::fs::create_dir_all(&dest).unwrap();
     // Start a run, then make the table's directory unwritable mid-way by replacing it with a file.
-    let child = ehrlift().arg("run").arg(&plan).arg("--dest").arg(url(&dest)).arg("--fresh").stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child =
+        ehrlift().arg("run").arg(&plan).arg("--dest").arg(url(&dest)).arg("--fresh").stderr(std::process::Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while commits(&dest) < 2 {
         assert!(Instant::now() < deadline);

@@ -16,7 +16,18 @@ fn issue_2_synthea_loads_every_row_with_the_right_types() {
     .expect(0)
     .json();
     let tables = outcome["tables"].as_array().unwrap();
-    for required in ["patients", "encounters", "conditions", "observations", "medications", "procedures", "immunizations", "organizations", "providers", "payers"] {
+    for required in [
+        "patients",
+        "encounters",
+        "conditions",
+        "observations",
+        "medications",
+        "procedures",
+        "immunizations",
+        "organizations",
+        "providers",
+        "payers",
+    ] {
         assert!(tables.iter().any(|t| t["table"] == required), "{required} is mapped");
     }
     for t in tables {

@@ -3,7 +3,6 @@
 
 mod progress;
 
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -126,11 +125,14 @@ fn config(message: impl Into<String>) -> Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let ui = progress::Ui::new(cli.progress == ProgressMode::Bars || (cli.progress == ProgressMode::Auto && progress::stderr_is_terminal()));
+    let ui =
+        progress::Ui::new(cli.progress == ProgressMode::Bars || (cli.progress == ProgressMode::Auto && progress::stderr_is_terminal()));
     progress::init_tracing(cli.log_format == LogFormat::Json, cli.verbose, ui.clone());
     install_panic_hook();
     let result = match &cli.command {
-        Command::Run { plan, dest, fresh, json, encode_threads } => cmd_run(&cli, &ui, plan, dest.as_deref(), *fresh, *json, *encode_threads),
+        Command::Run { plan, dest, fresh, json, encode_threads } => {
+            cmd_run(&cli, &ui, plan, dest.as_deref(), *fresh, *json, *encode_threads)
+        }
         Command::Validate { plan, json } => cmd_validate(plan, *json),
         Command::Verify { url, json } => cmd_verify(url, *json),
         Command::Status { plan, dest, json } => cmd_status(plan, dest.as_deref(), *json),
@@ -164,7 +166,10 @@ fn load(plan: &Path) -> Result<Plan, Failure> {
 fn store_for(plan: &Plan, dest: Option<&str>) -> Result<Box<dyn ObjectStore>, Failure> {
     let url = match dest {
         Some(d) => normalize_url(d)?,
-        None => plan.destination.clone().ok_or_else(|| config("no destination: set [destination] url in the plan or pass --dest file://PATH"))?,
+        None => plan
+            .destination
+            .clone()
+            .ok_or_else(|| config("no destination: set [destination] url in the plan or pass --dest file://PATH"))?,
     };
     open_store(&url).map_err(|e| config(e.to_string()))
 }
@@ -185,7 +190,15 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
     Ok(())
 }
 
-fn cmd_run(cli: &Cli, ui: &progress::Ui, plan_path: &Path, dest: Option<&str>, fresh: bool, json: bool, encode_threads: Option<usize>) -> Result<u8, Failure> {
+fn cmd_run(
+    cli: &Cli,
+    ui: &progress::Ui,
+    plan_path: &Path,
+    dest: Option<&str>,
+    fresh: bool,
+    json: bool,
+    encode_threads: Option<usize>,
+) -> Result<u8, Failure> {
     let mut plan = load(plan_path)?;
     if let Some(n) = encode_threads {
         plan.run.encode_threads = n;
@@ -256,7 +269,10 @@ fn cmd_verify(url: &str, json: bool) -> Result<u8, Failure> {
         eprintln!("FAIL {}: {what}", f.key);
     }
     if report.findings.is_empty() {
-        eprintln!("verified run {}: {} object(s), {} bytes, {} rows; all match the manifest", report.run_id, report.objects_checked, report.bytes_hashed, report.rows);
+        eprintln!(
+            "verified run {}: {} object(s), {} bytes, {} rows; all match the manifest",
+            report.run_id, report.objects_checked, report.bytes_hashed, report.rows
+        );
         Ok(0)
     } else {
         eprintln!("verification of run {} FAILED: {} problem(s)", report.run_id, report.findings.len());

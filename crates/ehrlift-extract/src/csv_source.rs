@@ -74,12 +74,7 @@ struct Base {
 
 impl Base {
     fn origin(&self, file: u32, p: &csv::Position) -> RowOrigin {
-        RowOrigin {
-            file,
-            record: (self.record + p.record() as i64 + 1) as u64,
-            line: self.line + p.line() - 1,
-            byte: self.byte + p.byte(),
-        }
+        RowOrigin { file, record: (self.record + p.record() as i64 + 1) as u64, line: self.line + p.line() - 1, byte: self.byte + p.byte() }
     }
 
     fn end(&self, file: u32, p: &csv::Position) -> Position {
@@ -285,7 +280,13 @@ impl CsvTableSource {
             let found = reader.read_byte_record(&mut rec).map_err(|e| csv_error(path, 0, e))?;
             if !found {
                 // An empty file: nothing to read, nothing to check.
-                return Ok(OpenFile { reader, projection: Vec::new(), width: 0, base: Base { byte: 0, line: 1, record: 0 }, rejected_file: None });
+                return Ok(OpenFile {
+                    reader,
+                    projection: Vec::new(),
+                    width: 0,
+                    base: Base { byte: 0, line: 1, record: 0 },
+                    rejected_file: None,
+                });
             }
             let mut names = Vec::with_capacity(rec.len());
             let mut s = String::new();
@@ -336,7 +337,9 @@ impl CsvTableSource {
                 match (hits.next(), hits.next()) {
                     (Some(i), None) => Ok(i),
                     (None, _) => Err(schema_err(format!("table `{}`: mapped source column `{n}` is not in the header", self.table))),
-                    (Some(_), Some(_)) => Err(schema_err(format!("table `{}`: source column `{n}` appears more than once in the header", self.table))),
+                    (Some(_), Some(_)) => {
+                        Err(schema_err(format!("table `{}`: source column `{n}` appears more than once in the header", self.table)))
+                    }
                 }
             })
             .collect()
@@ -406,7 +409,6 @@ fn csv_error(path: &Path, base: u64, e: csv::Error) -> SourceError {
     };
     SourceError::Io { file: path.to_path_buf(), byte, source }
 }
-
 
 #[cfg(test)]
 #[path = "csv_source_tests.rs"]

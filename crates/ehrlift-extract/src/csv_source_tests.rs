@@ -8,14 +8,19 @@ use super::*;
 
 /// Writes a one-table plan reading `files` with `csv` dialect settings.
 fn plan(dir: &Path, csv: &str, columns: &[&str], drop: &[&str], files: &str) -> Plan {
-    let cols: String = columns.iter().map(|c| format!("[[columns]]\nname = \"{c}\"\ntype = \"utf8\"\nrule = \"keep\"\nnull = []\n\n")).collect();
+    let cols: String =
+        columns.iter().map(|c| format!("[[columns]]\nname = \"{c}\"\ntype = \"utf8\"\nrule = \"keep\"\nnull = []\n\n")).collect();
     let drops: Vec<String> = drop.iter().map(|d| format!("\"{d}\"")).collect();
     std::fs::write(
         dir.join("ehrlift.toml"),
         "project = \"t\"\ninclude = [\"t.toml\"]\n[privacy]\nprofile = \"none\"\n[sources.s]\nkind = \"csv\"\ndir = \".\"\n",
     )
     .unwrap();
-    std::fs::write(dir.join("t.toml"), format!("table = \"t\"\nsource = \"s\"\nfiles = \"{files}\"\ndrop = [{}]\n[csv]\n{csv}\n{cols}", drops.join(","))).unwrap();
+    std::fs::write(
+        dir.join("t.toml"),
+        format!("table = \"t\"\nsource = \"s\"\nfiles = \"{files}\"\ndrop = [{}]\n[csv]\n{csv}\n{cols}", drops.join(",")),
+    )
+    .unwrap();
     load_plan(&dir.join("ehrlift.toml"), &HashMap::<String, String>::new()).unwrap_or_else(|d| panic!("{d}"))
 }
 

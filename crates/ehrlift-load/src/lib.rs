@@ -9,10 +9,10 @@ mod part;
 mod store;
 mod verify;
 
-pub use manifest::{CommitRecord, FileDigest, Manifest, ObjectEntry, ObjectKind, RunState, RunStatus, TableSummary, TableStatus};
+pub use manifest::{CommitRecord, FileDigest, Manifest, ObjectEntry, ObjectKind, RunState, RunStatus, TableStatus, TableSummary};
+pub use manifest::{FORMAT_VERSION, STATE_KEY, commit_key, data_key, manifest_key, quarantine_key, run_prefix};
 pub use part::{PartSettings, PartWriter, WrittenPart};
 pub use store::{LocalStore, ObjectMeta, ObjectStore, ObjectWriter, StoreError, open_store};
-pub use manifest::{FORMAT_VERSION, STATE_KEY, commit_key, data_key, manifest_key, quarantine_key, run_prefix};
 pub use verify::{Finding, FindingKind, VerifyError, VerifyReport, verify};
 
 /// SHA-256 of `bytes`, lowercase hex: the one digest ehrlift records everywhere.

@@ -9,10 +9,10 @@ use std::sync::mpsc;
 
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory, compute_leaves};
-use parquet::errors::ParquetError;
-use parquet::file::writer::SerializedFileWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::writer::SerializedFileWriter;
 use sha2::{Digest, Sha256};
 
 use crate::store::{ObjectStore, ObjectWriter, StoreError};
@@ -148,14 +148,25 @@ impl PartWriter {
         let err = |e| parquet_err(key, e);
         // ArrowWriter sets up the file (magic, embedded Arrow schema); we take over its
         // serialized writer to encode row groups column-parallel.
-        let (file, factory) = ArrowWriter::try_new(sink, schema.clone(), Some(props)).and_then(ArrowWriter::into_serialized_writer).map_err(err)?;
+        let (file, factory) =
+            ArrowWriter::try_new(sink, schema.clone(), Some(props)).and_then(ArrowWriter::into_serialized_writer).map_err(err)?;
         let n = settings.workers.clamp(1, schema.fields().len().max(1));
         let mut shares: Vec<Vec<(usize, ArrowColumnWriter)>> = (0..n).map(|_| Vec::new()).collect();
         for (i, w) in factory.create_column_writers(0).map_err(err)?.into_iter().enumerate() {
             shares[i % n].push((i, w));
         }
         let workers = shares.into_iter().map(spawn_worker).collect();
-        Ok(PartWriter { key: key.to_owned(), file, factory, schema, workers, row_group_rows: settings.row_group_rows, rows_in_group: 0, groups: 0, rows: 0 })
+        Ok(PartWriter {
+            key: key.to_owned(),
+            file,
+            factory,
+            schema,
+            workers,
+            row_group_rows: settings.row_group_rows,
+            rows_in_group: 0,
+            groups: 0,
+            rows: 0,
+        })
     }
 
     /// Appends a batch.

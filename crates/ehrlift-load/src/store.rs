@@ -156,7 +156,11 @@ impl LocalStore {
                 if p.is_dir() {
                     stack.push(p);
                 } else if e.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) {
-                    fs::remove_file(&p).map_err(|source| StoreError::Io { op: "remove temp file", key: p.display().to_string(), source })?;
+                    fs::remove_file(&p).map_err(|source| StoreError::Io {
+                        op: "remove temp file",
+                        key: p.display().to_string(),
+                        source,
+                    })?;
                     removed += 1;
                 }
             }

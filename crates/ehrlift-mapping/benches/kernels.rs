@@ -39,7 +39,10 @@ fn bench(c: &mut Criterion) {
     let text = StringArray::from_iter_values((0..N).map(|i| if i % 3 == 0 { String::new() } else { format!("note {i}") }));
     let codes = StringArray::from_iter_values((0..N).map(|i| ["1", "2", "9"][i % 3]));
     let mut recode = column(ColumnType::Utf8, &[]);
-    recode.recode = Some(Recode { map: HashMap::from([("1".into(), "M".into()), ("2".into(), "F".into()), ("9".into(), "U".into())]), unmapped: Unmapped::Quarantine });
+    recode.recode = Some(Recode {
+        map: HashMap::from([("1".into(), "M".into()), ("2".into(), "F".into()), ("9".into(), "U".into())]),
+        unmapped: Unmapped::Quarantine,
+    });
 
     let cases: Vec<(&str, Column, &StringArray)> = vec![
         ("int64", column(ColumnType::Int64, &[]), &ints),

@@ -75,11 +75,7 @@ impl ColumnKernel {
 
     #[inline]
     fn is_null_token(&self, v: &str) -> bool {
-        if v.is_empty() {
-            self.null_empty
-        } else {
-            !self.null.is_empty() && self.null.iter().any(|t| t.len() == v.len() && t == v)
-        }
+        if v.is_empty() { self.null_empty } else { !self.null.is_empty() && self.null.iter().any(|t| t.len() == v.len() && t == v) }
     }
 
     /// Trim, null tokens and recode: `Ok(None)` is null.
@@ -146,10 +142,11 @@ impl ColumnKernel {
             }
             ColumnType::Int64 => run!(Int64Builder::with_capacity(n), |v| v.parse::<i64>().map_err(|_| Reason::InvalidInteger)),
             ColumnType::Float64 => run!(Float64Builder::with_capacity(n), |v| v.parse::<f64>().map_err(|_| Reason::InvalidFloat)),
-            ColumnType::Decimal { precision, scale } => run!(
-                Decimal128Builder::with_capacity(n).with_precision_and_scale(precision, scale).expect("validated decimal"),
-                |v| parse_decimal(v, precision, scale)
-            ),
+            ColumnType::Decimal { precision, scale } => {
+                run!(Decimal128Builder::with_capacity(n).with_precision_and_scale(precision, scale).expect("validated decimal"), |v| {
+                    parse_decimal(v, precision, scale)
+                })
+            }
             ColumnType::Bool => run!(BooleanBuilder::with_capacity(n), |v| self.parse_bool(v)),
             ColumnType::Date32 => {
                 let t = self.temporal.as_ref().expect("temporal parser");
@@ -327,7 +324,8 @@ mod tests {
     #[test]
     fn recode_then_parse() {
         let mut c = col(ColumnType::Utf8);
-        c.recode = Some(Recode { map: HashMap::from([("1".into(), "M".into()), ("9".into(), String::new())]), unmapped: Unmapped::Quarantine });
+        c.recode =
+            Some(Recode { map: HashMap::from([("1".into(), "M".into()), ("9".into(), String::new())]), unmapped: Unmapped::Quarantine });
         let (a, errs) = run(&c, &[Some("1"), Some("9"), Some("3")]);
         let a = a.as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(a.value(0), "M");

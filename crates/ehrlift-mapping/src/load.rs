@@ -7,15 +7,29 @@ use sha2::{Digest, Sha256};
 use toml::{Spanned, Value};
 
 use crate::diag::{Diagnostics, Lines};
-use crate::fields::{FileCx, Fields, parse_document, sub_table};
+use crate::fields::{Fields, FileCx, parse_document, sub_table};
 use crate::interpolate::Env;
 use crate::model::*;
 
 const PLAN_KEYS: &[&str] = &["project", "include", "destination", "privacy", "keys", "run", "sources"];
 const MAPPING_KEYS: &[&str] = &["table", "description", "source", "files", "resume", "key", "drop", "csv", "columns"];
 const COLUMN_KEYS: &[&str] = &[
-    "name", "from", "type", "description", "format", "timezone", "trim", "null", "recode", "recode_file",
-    "recode_unmapped", "nullable", "true_values", "false_values", "rule", "phi",
+    "name",
+    "from",
+    "type",
+    "description",
+    "format",
+    "timezone",
+    "trim",
+    "null",
+    "recode",
+    "recode_file",
+    "recode_unmapped",
+    "nullable",
+    "true_values",
+    "false_values",
+    "rule",
+    "phi",
 ];
 
 /// Loads and validates a plan file and every mapping it includes.
@@ -64,7 +78,8 @@ fn load_plan_inner(path: &Path, env: &dyn Env, diags: &mut Diagnostics) -> Optio
     if let Some(p) = &project {
         check_name(&mut cx, doc.line, "project", p);
     }
-    let includes: Vec<String> = doc.req(&mut cx, "include", "a list of mapping file globs, e.g. include = [\"tables/*.toml\"]").unwrap_or_default();
+    let includes: Vec<String> =
+        doc.req(&mut cx, "include", "a list of mapping file globs, e.g. include = [\"tables/*.toml\"]").unwrap_or_default();
 
     let destination = doc.take_raw("destination").and_then(|v| sub_table(&mut cx, v, "[destination]".into())).and_then(|mut t| {
         let url: Option<String> = t.req(&mut cx, "url", "a destination URL, e.g. url = \"file://out\"");
@@ -163,17 +178,7 @@ fn load_plan_inner(path: &Path, env: &dyn Env, diags: &mut Diagnostics) -> Optio
         diags.push(path, None, "plan includes no mapping files");
     }
 
-    Some(Plan {
-        path: path.to_path_buf(),
-        sha256,
-        project: project?,
-        destination,
-        profile: profile?,
-        keys: keys?,
-        run,
-        sources,
-        tables,
-    })
+    Some(Plan { path: path.to_path_buf(), sha256, project: project?, destination, profile: profile?, keys: keys?, run, sources, tables })
 }
 
 fn check_run(cx: &mut FileCx<'_>, doc: &Fields, run: &RunSettings) {
@@ -267,7 +272,10 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
     let resume_line = doc.line_of(&cx, "resume");
     if let Some(r) = doc.opt::<String>(&mut cx, "resume") {
         if r != "position" {
-            cx.error(Some(resume_line), format!("`resume`: unknown `{r}`; file sources resume by \"position\" (file, byte offset, record)"));
+            cx.error(
+                Some(resume_line),
+                format!("`resume`: unknown `{r}`; file sources resume by \"position\" (file, byte offset, record)"),
+            );
         }
     }
     let key: Vec<String> = doc.opt(&mut cx, "key").unwrap_or_default();
@@ -385,14 +393,16 @@ fn load_column(cx: &mut FileCx<'_>, dir: &Path, mut f: Fields, hasher: &mut Sha2
     let from: Option<String> = f.opt(cx, "from");
     let _description: Option<String> = f.opt(cx, "description");
     let type_line = f.line_of(cx, "type");
-    let ty = f.req::<String>(cx, "type", "utf8, int64, float64, decimal(P,S), bool, date32, timestamp or timestamptz").and_then(|t| {
-        t.parse::<ColumnType>().map_err(|e| cx.error(Some(type_line), format!("{}: `type`: {e}", f.what))).ok()
-    });
+    let ty = f
+        .req::<String>(cx, "type", "utf8, int64, float64, decimal(P,S), bool, date32, timestamp or timestamptz")
+        .and_then(|t| t.parse::<ColumnType>().map_err(|e| cx.error(Some(type_line), format!("{}: `type`: {e}", f.what))).ok());
     let format_line = f.line_of(cx, "format");
     let formats: Vec<String> = match f.take_raw("format").map(Spanned::into_inner) {
         None => Vec::new(),
         Some(Value::String(s)) => vec![s],
-        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_str) => a.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_str) => {
+            a.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+        }
         Some(_) => {
             cx.error(Some(format_line), format!("{}: `format`: expected a chrono format string or a list of them", f.what));
             Vec::new()
@@ -401,7 +411,12 @@ fn load_column(cx: &mut FileCx<'_>, dir: &Path, mut f: Fields, hasher: &mut Sha2
     let tz_line = f.line_of(cx, "timezone");
     let timezone = f.opt::<String>(cx, "timezone").and_then(|z| {
         z.parse::<chrono_tz::Tz>()
-            .map_err(|_| cx.error(Some(tz_line), format!("{}: `timezone`: unknown zone `{z}`; expected an IANA name like \"America/New_York\" or \"UTC\"", f.what)))
+            .map_err(|_| {
+                cx.error(
+                    Some(tz_line),
+                    format!("{}: `timezone`: unknown zone `{z}`; expected an IANA name like \"America/New_York\" or \"UTC\"", f.what),
+                )
+            })
             .ok()
     });
     let trim = f.opt(cx, "trim").unwrap_or(false);
@@ -501,7 +516,10 @@ fn check_name(cx: &mut FileCx<'_>, line: usize, what: &str, name: &str) {
         && !name.starts_with(['_', '.', '-'])
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !ok {
-        cx.error(Some(line), format!("{what} name `{name}` is not allowed; use letters, digits, `_` and `-`, not starting with `_`, `.` or `-`"));
+        cx.error(
+            Some(line),
+            format!("{what} name `{name}` is not allowed; use letters, digits, `_` and `-`, not starting with `_`, `.` or `-`"),
+        );
     }
 }
 

@@ -112,7 +112,8 @@ frm = "C"
 "#,
     );
     let text = d.to_string();
-    let has = |line: usize, needle: &str| d.0.iter().any(|x| x.line == Some(line) && x.message.contains(needle) && x.file.ends_with("t/m.toml"));
+    let has =
+        |line: usize, needle: &str| d.0.iter().any(|x| x.line == Some(line) && x.message.contains(needle) && x.file.ends_with("t/m.toml"));
     assert!(has(2, "source `nope` is not defined"), "{text}");
     assert!(has(4, "unknown key `colour`"), "{text}");
     assert!(has(8, "unknown type `int65`"), "{text}");
@@ -126,7 +127,9 @@ frm = "C"
 
 #[test]
 fn plan_errors_name_lines_and_unset_variables() {
-    let plan = PLAN.replace("dir = \"${DATA}\"", "dir = \"${NOT_SET}\"").replace("[privacy]\nprofile = \"none\"", "[privacy]\nprofile = \"nonee\"\nextra = 1");
+    let plan = PLAN
+        .replace("dir = \"${DATA}\"", "dir = \"${NOT_SET}\"")
+        .replace("[privacy]\nprofile = \"none\"", "[privacy]\nprofile = \"nonee\"\nextra = 1");
     let d = errors(&plan, "table = \"t\"\n");
     let text = d.to_string();
     assert!(d.0.iter().any(|x| x.line == Some(13) && x.message.contains("`NOT_SET` is not set")), "{text}");
@@ -143,7 +146,10 @@ fn toml_syntax_errors_have_lines() {
 
 #[test]
 fn a_table_needs_columns_and_no_double_classification() {
-    let d = errors(PLAN, "table = \"t\"\nsource = \"s\"\nfiles = \"a\"\ndrop = [\"A\"]\n[[columns]]\nname = \"a\"\nfrom = \"A\"\ntype = \"utf8\"\nrule = \"keep\"\n");
+    let d = errors(
+        PLAN,
+        "table = \"t\"\nsource = \"s\"\nfiles = \"a\"\ndrop = [\"A\"]\n[[columns]]\nname = \"a\"\nfrom = \"A\"\ntype = \"utf8\"\nrule = \"keep\"\n",
+    );
     assert!(d.to_string().contains("both read by column `a` and listed in `drop`"), "{d}");
     let d = errors(PLAN, "table = \"_t\"\nsource = \"s\"\nfiles = \"a\"\n");
     assert!(d.to_string().contains("table name `_t` is not allowed"), "{d}");

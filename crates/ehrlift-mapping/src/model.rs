@@ -308,10 +308,9 @@ impl std::str::FromStr for ColumnType {
             "timestamp" => ColumnType::Timestamp,
             "timestamptz" => ColumnType::TimestampTz,
             _ => {
-                let inner = t
-                    .strip_prefix("decimal(")
-                    .and_then(|r| r.strip_suffix(')'))
-                    .ok_or_else(|| format!("unknown type `{t}`; expected one of utf8, int64, float64, decimal(P,S), bool, date32, timestamp, timestamptz"))?;
+                let inner = t.strip_prefix("decimal(").and_then(|r| r.strip_suffix(')')).ok_or_else(|| {
+                    format!("unknown type `{t}`; expected one of utf8, int64, float64, decimal(P,S), bool, date32, timestamp, timestamptz")
+                })?;
                 let (p, s) = inner.split_once(',').ok_or_else(|| "decimal needs a precision and a scale: decimal(P,S)".to_owned())?;
                 let precision: u8 = p.trim().parse().map_err(|_| "decimal precision must be a number from 1 to 38".to_owned())?;
                 let scale: i8 = s.trim().parse().map_err(|_| "decimal scale must be a number from 0 to the precision".to_owned())?;

@@ -14,5 +14,5 @@ mod run;
 mod table;
 
 pub use error::PipelineError;
-pub use replay::{TableProgress, status, StatusReport};
-pub use run::{RunOptions, RunOutcome, run, validate, ValidationReport};
+pub use replay::{StatusReport, TableProgress, status};
+pub use run::{RunOptions, RunOutcome, ValidationReport, run, validate};

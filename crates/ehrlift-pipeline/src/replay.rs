@@ -73,7 +73,8 @@ pub(crate) fn load_progress(store: &dyn ObjectStore, run_id: &str, table: &str) 
         if obj.key.ends_with("/done.json") {
             continue;
         }
-        let rec: CommitRecord = get_json(store, &obj.key)?.ok_or_else(|| PipelineError::Corrupt { key: obj.key.clone(), message: "vanished".into() })?;
+        let rec: CommitRecord =
+            get_json(store, &obj.key)?.ok_or_else(|| PipelineError::Corrupt { key: obj.key.clone(), message: "vanished".into() })?;
         if rec.part != p.parts + 1 || rec.table != table {
             return Err(PipelineError::Corrupt { key: obj.key.clone(), message: format!("expected part {} of `{table}`", p.parts + 1) });
         }

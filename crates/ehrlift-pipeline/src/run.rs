@@ -106,8 +106,10 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
                 )));
             }
             if s.status != RunStatus::Running {
-                let manifest: Manifest = get_json(store, &manifest_key(&s.run_id))?
-                    .ok_or_else(|| PipelineError::Corrupt { key: manifest_key(&s.run_id), message: "finished run without a manifest".into() })?;
+                let manifest: Manifest = get_json(store, &manifest_key(&s.run_id))?.ok_or_else(|| PipelineError::Corrupt {
+                    key: manifest_key(&s.run_id),
+                    message: "finished run without a manifest".into(),
+                })?;
                 return Ok(RunOutcome {
                     run_id: s.run_id.clone(),
                     status: s.status,
@@ -139,7 +141,14 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
                 }
             }
             let _ = prior;
-            let s = RunState { format: FORMAT_VERSION, run_id: new_run_id(), plan_fingerprint: fp.clone(), status: RunStatus::Running, started_at: now(), attempts: 1 };
+            let s = RunState {
+                format: FORMAT_VERSION,
+                run_id: new_run_id(),
+                plan_fingerprint: fp.clone(),
+                status: RunStatus::Running,
+                started_at: now(),
+                attempts: 1,
+            };
             put_json(store, STATE_KEY, &s)?;
             s
         }
@@ -217,7 +226,14 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
     put_json(store, &manifest_key(&state.run_id), &manifest)?;
     put_json(store, STATE_KEY, &RunState { status, ..state.clone() })?;
     tracing::info!(run_id = %state.run_id, ?status, "run finished");
-    Ok(RunOutcome { run_id: state.run_id.clone(), status, already_finished: false, attempts: state.attempts, manifest: manifest_key(&state.run_id), tables: summaries })
+    Ok(RunOutcome {
+        run_id: state.run_id.clone(),
+        status,
+        already_finished: false,
+        attempts: state.attempts,
+        manifest: manifest_key(&state.run_id),
+        tables: summaries,
+    })
 }
 
 /// Result of `validate`: per table, its files, or the problem that stops it.
@@ -269,4 +285,3 @@ pub fn validate(plan: &Plan) -> ValidationReport {
         .collect();
     ValidationReport { tables }
 }
-

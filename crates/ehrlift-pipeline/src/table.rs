@@ -119,7 +119,17 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
                 if close {
                     in_part = 0;
                 }
-                let msg = Msg::Batch { batch: c.batch, rejections: c.rejections, rows_read, rows_rejected: c.rows_rejected, start, end, close, next_seq: seq + 1, bytes_done };
+                let msg = Msg::Batch {
+                    batch: c.batch,
+                    rejections: c.rejections,
+                    rows_read,
+                    rows_rejected: c.rows_rejected,
+                    start,
+                    end,
+                    close,
+                    next_seq: seq + 1,
+                    bytes_done,
+                };
                 if tx.send(Ok(msg)).is_err() {
                     return; // the writer stopped
                 }
@@ -157,7 +167,16 @@ fn write_loop(
                     None => {
                         let number = progress.parts + 1;
                         let writer = PartWriter::create(store, &data_key(table, number), job.kernels.schema.clone(), settings)?;
-                        open.insert(OpenPart { number, writer, rejections: Vec::new(), first: start, end, rows_read: 0, rows_rejected: 0, next_seq })
+                        open.insert(OpenPart {
+                            number,
+                            writer,
+                            rejections: Vec::new(),
+                            first: start,
+                            end,
+                            rows_read: 0,
+                            rows_rejected: 0,
+                            next_seq,
+                        })
                     }
                 };
                 part.writer.write(&batch)?;
@@ -186,7 +205,16 @@ fn write_loop(
                     // An empty table still gets one (empty) part carrying its schema.
                     let writer = PartWriter::create(store, &data_key(table, 1), job.kernels.schema.clone(), settings)?;
                     let at = progress.position;
-                    let p = OpenPart { number: 1, writer, rejections: Vec::new(), first: at, end: at, rows_read: 0, rows_rejected: 0, next_seq: progress.next_seq };
+                    let p = OpenPart {
+                        number: 1,
+                        writer,
+                        rejections: Vec::new(),
+                        first: at,
+                        end: at,
+                        rows_read: 0,
+                        rows_rejected: 0,
+                        next_seq: progress.next_seq,
+                    };
                     commit_part(store, job, progress, p)?;
                 }
                 return finish_table(store, job, progress, TableStatus::Complete, read, quarantined, started);
@@ -200,7 +228,15 @@ fn over_threshold(quarantined: u64, read: u64, ratio: f64) -> bool {
     read > 0 && quarantined as f64 > ratio * read as f64
 }
 
-fn entry(job: &TableJob<'_>, kind: ObjectKind, number: u32, w: WrittenPart, first: Position, end: Position, fingerprint: String) -> ObjectEntry {
+fn entry(
+    job: &TableJob<'_>,
+    kind: ObjectKind,
+    number: u32,
+    w: WrittenPart,
+    first: Position,
+    end: Position,
+    fingerprint: String,
+) -> ObjectEntry {
     ObjectEntry {
         key: w.key,
         kind,
@@ -269,7 +305,8 @@ fn finish_table(
     started: Instant,
 ) -> Result<(), PipelineError> {
     let table = job.mapping.table.clone();
-    let done = TableDone { format: FORMAT_VERSION, table: table.clone(), status, rows_read_at_stop: read, rows_quarantined_at_stop: quarantined };
+    let done =
+        TableDone { format: FORMAT_VERSION, table: table.clone(), status, rows_read_at_stop: read, rows_quarantined_at_stop: quarantined };
     put_json(store, &done_key(job.run_id, &table), &done)?;
     progress.finished = Some(status);
     match status {
