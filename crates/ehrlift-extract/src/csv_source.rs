@@ -63,6 +63,8 @@ pub struct CsvTableSource {
     pos: Position,
     seq: u64,
     open: Option<OpenFile>,
+    /// Value bytes per column in the last batch: the next batch's buffer sizes.
+    value_bytes: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +112,7 @@ impl CsvTableSource {
             pos: resume,
             seq: 0,
             open: None,
+            value_bytes: Vec::new(),
         }
     }
 
@@ -195,7 +198,10 @@ impl CsvTableSource {
         let path = self.files[file_idx as usize].path.clone();
         let encoding = self.options.encoding;
         let open = self.open.as_mut().expect("opened");
-        let mut builders: Vec<StringBuilder> = (0..self.needed.len()).map(|_| StringBuilder::with_capacity(limit, limit * 16)).collect();
+        // Size each column's value buffer from the previous batch so it rarely regrows.
+        let hints = &self.value_bytes;
+        let mut builders: Vec<StringBuilder> =
+            (0..self.needed.len()).map(|k| StringBuilder::with_capacity(limit, hints.get(k).map_or(limit * 16, |b| b + b / 8))).collect();
         let mut rows = Vec::with_capacity(limit);
         let mut rejected = Vec::new();
         let mut rec = csv::ByteRecord::new();
@@ -217,14 +223,17 @@ impl CsvTableSource {
             // UTF-8 records are validated whole: slicing valid UTF-8 at the ASCII delimiters
             // gives valid fields, so the common case checks each byte once and copies once.
             // A delimiter inside a multi-byte character (a corrupt export) leaves a valid
-            // record whose field ranges are not on character boundaries: `get` catches it
-            // and the per-field path below quarantines the row.
+            // record whose field ranges are not on character boundaries: the boundary check
+            // sends it to the per-field path below, which quarantines the row.
             let whole = if encoding == TextEncoding::Utf8 { std::str::from_utf8(rec.as_slice()).ok() } else { None };
-            let fields: Option<Vec<&str>> =
-                whole.and_then(|text| open.projection.iter().map(|&idx| rec.range(idx).and_then(|r| text.get(r))).collect());
-            if let Some(fields) = fields {
-                for (b, f) in builders.iter_mut().zip(fields) {
-                    b.append_value(f);
+            let on_boundaries = |text: &str| {
+                open.projection
+                    .iter()
+                    .all(|&idx| rec.range(idx).is_some_and(|r| text.is_char_boundary(r.start) && text.is_char_boundary(r.end)))
+            };
+            if let Some(text) = whole.filter(|t| on_boundaries(t)) {
+                for (b, &idx) in builders.iter_mut().zip(&open.projection) {
+                    b.append_value(&text[rec.range(idx).expect("checked above")]);
                 }
             } else {
                 // Decode every needed field before appending any, so a bad row leaves no trace.
@@ -242,6 +251,7 @@ impl CsvTableSource {
         }
         let end = open.base.end(file_idx, open.reader.position());
         let columns: Vec<ArrayRef> = builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+        self.value_bytes = columns.iter().map(|c| c.to_data().buffers()[1].len()).collect();
         let batch = RecordBatch::try_new(self.schema.clone(), columns).expect("utf8 columns match the raw schema");
         Ok((batch, rows, rejected, end))
     }
