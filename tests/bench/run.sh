@@ -6,7 +6,7 @@
 #
 # For each ROWS: generates (once, then reuses) $BENCH_DIR/patients-ROWS.csv, runs
 # `ehrlift run mappings/bench/patients-plain.toml` under /usr/bin/time, checks the
-# manifest's row total, runs /work/shared/bench/peers.sh on the same file, and prints
+# manifest's row total, runs ../shared/bench/peers.sh on the same file, and prints
 # one table: wall seconds, peak RSS, output bytes, and ehrlift's wall / each peer's.
 # With several sizes it also prints ehrlift's RSS growth between them.
 #

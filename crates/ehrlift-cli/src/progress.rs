@@ -149,12 +149,19 @@ impl Reporter for BarReporter {
 /// Periodic log lines (plain or JSON through tracing) for batch jobs.
 pub struct LogReporter {
     every: Duration,
-    last: Mutex<HashMap<String, (Instant, Instant, Option<u64>)>>,
+    clocks: Mutex<HashMap<String, Clock>>,
+}
+
+/// When a table started, when it last logged, and its total bytes if known.
+struct Clock {
+    start: Instant,
+    logged: Instant,
+    total: Option<u64>,
 }
 
 impl LogReporter {
     pub fn new(every: Duration) -> Self {
-        LogReporter { every, last: Mutex::new(HashMap::new()) }
+        LogReporter { every, clocks: Mutex::new(HashMap::new()) }
     }
 }
 
@@ -164,17 +171,17 @@ impl Reporter for LogReporter {
             TableEvent::Started { table, total_bytes, done_bytes, done_rows } => {
                 tracing::info!(%table, total_bytes, done_bytes, done_rows, "table started");
                 let now = Instant::now();
-                self.last.lock().expect("lock").insert(table, (now, now, total_bytes));
+                self.clocks.lock().expect("lock").insert(table, Clock { start: now, logged: now, total: total_bytes });
             }
             TableEvent::Progress { table, rows, quarantined, bytes } => {
-                let mut last = self.last.lock().expect("lock");
-                if let Some((start, at, total)) = last.get_mut(&table) {
-                    if at.elapsed() >= self.every {
-                        *at = Instant::now();
-                        let rows_per_s = (rows as f64 / start.elapsed().as_secs_f64().max(0.001)).round() as u64;
-                        let percent = total.filter(|t| *t > 0).map(|t| (bytes * 100 / t).min(100));
-                        tracing::info!(%table, rows, rows_per_s, quarantined, bytes, percent, "progress");
-                    }
+                let mut clocks = self.clocks.lock().expect("lock");
+                if let Some(c) = clocks.get_mut(&table)
+                    && c.logged.elapsed() >= self.every
+                {
+                    c.logged = Instant::now();
+                    let rows_per_s = (rows as f64 / c.start.elapsed().as_secs_f64().max(0.001)).round() as u64;
+                    let percent = c.total.filter(|t| *t > 0).map(|t| (bytes * 100 / t).min(100));
+                    tracing::info!(%table, rows, rows_per_s, quarantined, bytes, percent, "progress");
                 }
             }
             TableEvent::PartCommitted { table, key, rows } => tracing::debug!(%table, %key, rows, "part committed"),

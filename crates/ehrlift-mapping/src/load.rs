@@ -163,13 +163,13 @@ fn load_plan_inner(path: &Path, env: &dyn Env, diags: &mut Diagnostics) -> Optio
             diags.push(path, find_line(&text, pattern), format!("include `{pattern}` matches no mapping file"));
         }
         for f in files {
-            if seen_files.insert(f.clone()) {
-                if let Some(m) = load_mapping(&f, env, &sources, diags) {
-                    if tables.iter().any(|t| t.table == m.table) {
-                        diags.push(&f, None, format!("table `{}` is mapped twice", m.table));
-                    } else {
-                        tables.push(m);
-                    }
+            if seen_files.insert(f.clone())
+                && let Some(m) = load_mapping(&f, env, &sources, diags)
+            {
+                if tables.iter().any(|t| t.table == m.table) {
+                    diags.push(&f, None, format!("table `{}` is mapped twice", m.table));
+                } else {
+                    tables.push(m);
                 }
             }
         }
@@ -270,13 +270,10 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
         }
     };
     let resume_line = doc.line_of(&cx, "resume");
-    if let Some(r) = doc.opt::<String>(&mut cx, "resume") {
-        if r != "position" {
-            cx.error(
-                Some(resume_line),
-                format!("`resume`: unknown `{r}`; file sources resume by \"position\" (file, byte offset, record)"),
-            );
-        }
+    if let Some(r) = doc.opt::<String>(&mut cx, "resume")
+        && r != "position"
+    {
+        cx.error(Some(resume_line), format!("`resume`: unknown `{r}`; file sources resume by \"position\" (file, byte offset, record)"));
     }
     let key: Vec<String> = doc.opt(&mut cx, "key").unwrap_or_default();
     let key_line = doc.line_of(&cx, "key");
