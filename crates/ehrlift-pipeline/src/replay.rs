@@ -53,6 +53,21 @@ pub struct TableProgress {
     pub(crate) records: Vec<CommitRecord>,
 }
 
+impl TableProgress {
+    /// Moves the checkpoint to after a committed part (on replay and on commit alike).
+    pub(crate) fn apply(&mut self, rec: CommitRecord) {
+        self.parts = rec.part;
+        self.position = rec.end;
+        self.next_seq = rec.next_seq;
+        self.rows_read = rec.rows_read;
+        self.rows_written = rec.rows_written;
+        self.rows_quarantined = rec.rows_quarantined;
+        self.quarantine_reasons = rec.quarantine_reasons.clone();
+        self.files_fingerprint = Some(rec.files_fingerprint.clone());
+        self.records.push(rec);
+    }
+}
+
 pub(crate) fn get_json<T: serde::de::DeserializeOwned>(store: &dyn ObjectStore, key: &str) -> Result<Option<T>, PipelineError> {
     match store.get(key)? {
         None => Ok(None),
@@ -78,15 +93,7 @@ pub(crate) fn load_progress(store: &dyn ObjectStore, run_id: &str, table: &str) 
         if rec.part != p.parts + 1 || rec.table != table {
             return Err(PipelineError::Corrupt { key: obj.key.clone(), message: format!("expected part {} of `{table}`", p.parts + 1) });
         }
-        p.parts = rec.part;
-        p.position = rec.end;
-        p.next_seq = rec.next_seq;
-        p.rows_read = rec.rows_read;
-        p.rows_written = rec.rows_written;
-        p.rows_quarantined = rec.rows_quarantined;
-        p.quarantine_reasons = rec.quarantine_reasons.clone();
-        p.files_fingerprint = Some(rec.files_fingerprint.clone());
-        p.records.push(rec);
+        p.apply(rec);
     }
     p.finished = get_json::<TableDone>(store, &done_key(run_id, table))?.map(|d| d.status);
     Ok(p)

@@ -283,15 +283,7 @@ fn commit_part(store: &dyn ObjectStore, job: &TableJob<'_>, progress: &mut Table
     };
     put_json(store, &commit_key(job.run_id, table, p.number), &rec)?;
     job.reporter.event(TableEvent::PartCommitted { table: table.to_owned(), key: rec.objects[0].key.clone(), rows: rec.objects[0].rows });
-    progress.parts = rec.part;
-    progress.position = rec.end;
-    progress.next_seq = rec.next_seq;
-    progress.rows_read = rec.rows_read;
-    progress.rows_written = rec.rows_written;
-    progress.rows_quarantined = rec.rows_quarantined;
-    progress.quarantine_reasons = rec.quarantine_reasons.clone();
-    progress.files_fingerprint = Some(rec.files_fingerprint.clone());
-    progress.records.push(rec);
+    progress.apply(rec);
     Ok(())
 }
 
