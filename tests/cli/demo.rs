@@ -132,3 +132,23 @@ fn issue_2_status_shows_progress() {
     assert_eq!(s["state"]["status"], "complete");
     assert_eq!(s["tables"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn issue_2_json_logs_are_one_json_object_per_line_with_table_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+    let r =
+        run(ehrlift().args(["--log-format", "json", "run"]).arg(repo().join("mappings/demo/ehrlift.toml")).arg("--dest").arg(url(&dest)))
+            .expect(0);
+    let lines: Vec<serde_json::Value> = r
+        .stderr()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["message"] == "run started" && l["run_id"].is_string()), "{}", r.stderr());
+    let finished: Vec<&serde_json::Value> = lines.iter().filter(|l| l["message"] == "table finished").collect();
+    assert_eq!(finished.len(), 3, "{}", r.stderr());
+    assert!(finished.iter().all(|l| l["table"].is_string() && l["rows_read"].is_u64() && l["level"] == "INFO"));
+    assert!(lines.iter().any(|l| l["message"] == "run complete" && l["manifest"].as_str().is_some_and(|m| m.ends_with("manifest.json"))));
+}

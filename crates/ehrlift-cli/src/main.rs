@@ -220,10 +220,9 @@ fn cmd_run(
             parts = t.parts, status = ?t.status, "table summary"
         );
     }
+    tracing::info!(run_id = %outcome.run_id, status = ?outcome.status, manifest = %format!("{}/{}", store.url(), outcome.manifest), "run complete");
     if json {
         print_json(&outcome)?;
-    } else {
-        eprintln!("run {} {:?}: manifest {}/{}", outcome.run_id, outcome.status, store.url(), outcome.manifest);
     }
     Ok(match outcome.status {
         RunStatus::Complete => 0,
