@@ -123,7 +123,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
             put_json(store, STATE_KEY, &s)?;
             s
         }
-        prior => {
+        _ => {
             for m in &plan.tables {
                 let prefixes = [format!("{}/", m.table), format!("_quarantine/{}/", m.table)];
                 for p in &prefixes {
@@ -140,7 +140,6 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
                     }
                 }
             }
-            let _ = prior;
             let s = RunState {
                 format: FORMAT_VERSION,
                 run_id: new_run_id(),
