@@ -19,7 +19,7 @@ use ehrlift_pipeline::{PipelineError, RunOptions};
 /// a problem; 2 configuration error (nothing was read or written); 3 transient
 /// infrastructure failure (run again to resume); 4 internal error (a bug).
 #[derive(Debug, Parser)]
-#[command(name = "ehrlift", version, about, long_about = None, max_term_width = 100)]
+#[command(name = "ehrlift", version, about, max_term_width = 100)]
 struct Cli {
     /// Log format on stderr: `plain` for people, `json` for log stacks.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
