@@ -13,19 +13,22 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
 use crate::store::{ObjectStore, ObjectWriter, StoreError};
 
 /// Knobs of Parquet parts.
 #[derive(Debug, Clone, Copy)]
-pub struct PartSettings {
+pub struct PartSettings<'a> {
     /// Rows per row group.
     pub row_group_rows: usize,
     /// zstd level.
     pub zstd_level: i32,
     /// Threads encoding column chunks in parallel.
     pub workers: usize,
+    /// Columns written without a dictionary.
+    pub no_dictionary: &'a [String],
 }
 
 /// A finished part.
@@ -151,15 +154,18 @@ fn parquet_err(key: &str, e: parquet::errors::ParquetError) -> StoreError {
 
 impl PartWriter {
     /// Starts a part at `key` with `schema`, encoding with up to `workers` threads.
-    pub fn create(store: &dyn ObjectStore, key: &str, schema: Arc<Schema>, settings: PartSettings) -> Result<Self, StoreError> {
-        let props = WriterProperties::builder()
+    pub fn create(store: &dyn ObjectStore, key: &str, schema: Arc<Schema>, settings: PartSettings<'_>) -> Result<Self, StoreError> {
+        let mut props = WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_2_0)
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(settings.zstd_level).expect("validated zstd level")))
             .set_max_row_group_row_count(Some(settings.row_group_rows))
             .set_dictionary_enabled(true)
             .set_statistics_enabled(EnabledStatistics::Chunk)
-            .set_created_by(format!("ehrlift {}", env!("CARGO_PKG_VERSION")))
-            .build();
+            .set_created_by(format!("ehrlift {}", env!("CARGO_PKG_VERSION")));
+        for c in settings.no_dictionary {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false);
+        }
+        let props = props.build();
         let inner = store.writer(key)?;
         let sink = Hashing { inner, hasher: Sha256::new(), bytes: 0 };
         let err = |e| parquet_err(key, e);
@@ -297,11 +303,36 @@ mod tests {
 
     fn write(store: &LocalStore, key: &str, workers: usize) -> WrittenPart {
         let b = batch(0, 1);
-        let mut w = PartWriter::create(store, key, b.schema(), PartSettings { row_group_rows: 700, zstd_level: 1, workers }).unwrap();
+        let mut w =
+            PartWriter::create(store, key, b.schema(), PartSettings { row_group_rows: 700, zstd_level: 1, workers, no_dictionary: &[] })
+                .unwrap();
         for i in 0..5 {
             w.write(&batch(i * 333, 333)).unwrap();
         }
         w.finish().unwrap()
+    }
+
+    #[test]
+    fn columns_can_opt_out_of_dictionaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().to_path_buf());
+        let b = batch(0, 1000);
+        let off = ["id".to_owned()];
+        let mut w = PartWriter::create(
+            &store,
+            "d.parquet",
+            b.schema(),
+            PartSettings { row_group_rows: 700, zstd_level: 1, workers: 2, no_dictionary: &off },
+        )
+        .unwrap();
+        w.write(&b).unwrap();
+        w.finish().unwrap();
+        let f = std::fs::File::open(dir.path().join("d.parquet")).unwrap();
+        let meta = ParquetRecordBatchReaderBuilder::try_new(f).unwrap().metadata().clone();
+        for g in meta.row_groups() {
+            assert!(g.column(0).dictionary_page_offset().is_none(), "id has no dictionary");
+            assert!(g.column(1).dictionary_page_offset().is_some(), "s keeps its dictionary");
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ fn column(ty: ColumnType, formats: &[&str]) -> Column {
         false_values: vec!["N".into()],
         rule: Rule::Keep,
         phi: None,
+        dictionary: true,
     }
 }
 

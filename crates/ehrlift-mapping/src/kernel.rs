@@ -247,6 +247,8 @@ pub struct TableKernels {
     pub columns: Vec<(usize, ColumnKernel)>,
     /// The output schema.
     pub schema: Arc<Schema>,
+    /// Output columns Parquet must not dictionary-encode.
+    pub no_dictionary: Vec<String>,
 }
 
 impl TableKernels {
@@ -260,7 +262,8 @@ impl TableKernels {
             .map(|c| (inputs.iter().position(|s| s == &c.from).expect("source column listed"), ColumnKernel::compile(c)))
             .collect();
         let schema = Arc::new(Schema::new(columns.iter().map(|(_, k)| k.field()).collect::<Vec<_>>()));
-        TableKernels { columns, schema }
+        let no_dictionary = mapping.columns.iter().filter(|c| c.rule == Rule::Keep && !c.dictionary).map(|c| c.name.clone()).collect();
+        TableKernels { columns, schema, no_dictionary }
     }
 }
 
@@ -286,6 +289,7 @@ mod tests {
             false_values: vec!["n".into()],
             rule: Rule::Keep,
             phi: Some(Phi::None),
+            dictionary: true,
         }
     }
 

@@ -15,6 +15,7 @@ const PLAN_KEYS: &[&str] = &["project", "include", "destination", "privacy", "ke
 const MAPPING_KEYS: &[&str] = &["table", "description", "source", "files", "resume", "key", "drop", "csv", "columns"];
 const COLUMN_KEYS: &[&str] = &[
     "name",
+    "dictionary",
     "from",
     "type",
     "description",
@@ -427,6 +428,7 @@ fn load_column(cx: &mut FileCx<'_>, dir: &Path, mut f: Fields, hasher: &mut Sha2
     let false_values: Option<Vec<String>> = f.opt(cx, "false_values");
     let rule: Option<Rule> = f.req(cx, "rule", "a privacy rule: \"keep\" or \"drop\"");
     let phi: Option<Phi> = f.opt(cx, "phi");
+    let dictionary = f.opt(cx, "dictionary").unwrap_or(true);
     let line = f.line;
     let what = f.what.clone();
     f.finish(cx, COLUMN_KEYS);
@@ -486,6 +488,7 @@ fn load_column(cx: &mut FileCx<'_>, dir: &Path, mut f: Fields, hasher: &mut Sha2
         false_values: false_values.unwrap_or_else(|| ["false", "f", "no", "n", "0"].map(String::from).to_vec()),
         rule: rule?,
         phi,
+        dictionary,
     })
 }
 

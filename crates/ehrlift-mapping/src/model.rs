@@ -267,6 +267,9 @@ pub struct Column {
     pub rule: Rule,
     /// PHI tag.
     pub phi: Option<Phi>,
+    /// Whether Parquet may dictionary-encode the column (`true`, the default, lets
+    /// Parquet try and fall back to plain); `false` for unique identifiers saves the try.
+    pub dictionary: bool,
 }
 
 /// Output column types.

@@ -156,7 +156,12 @@ fn write_loop(
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
-    let settings = PartSettings { row_group_rows: job.settings.row_group_rows, zstd_level: job.settings.zstd_level, workers };
+    let settings = PartSettings {
+        row_group_rows: job.settings.row_group_rows,
+        zstd_level: job.settings.zstd_level,
+        workers,
+        no_dictionary: &job.kernels.no_dictionary,
+    };
     let mut open: Option<OpenPart> = None;
     let (mut read, mut quarantined) = (progress.rows_read, progress.rows_quarantined);
     for msg in rx {
@@ -261,7 +266,12 @@ fn commit_part(store: &dyn ObjectStore, job: &TableJob<'_>, progress: &mut Table
             store,
             &quarantine_key(table, p.number),
             qschema.clone(),
-            PartSettings { row_group_rows: job.settings.row_group_rows, zstd_level: job.settings.zstd_level, workers: 1 },
+            PartSettings {
+                row_group_rows: job.settings.row_group_rows,
+                zstd_level: job.settings.zstd_level,
+                workers: 1,
+                no_dictionary: &[],
+            },
         )?;
         qw.write(&quarantine_batch(&p.rejections, &job.file_names))?;
         objects.push(entry(job, ObjectKind::Quarantine, p.number, qw.finish()?, p.first, p.end, schema_fingerprint(&qschema)));
