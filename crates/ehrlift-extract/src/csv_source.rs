@@ -116,11 +116,6 @@ impl CsvTableSource {
         }
     }
 
-    /// The files, in reading order.
-    pub fn files(&self) -> &[SourceFile] {
-        &self.files
-    }
-
     /// Total bytes to read, when every file is uncompressed (for a determinate bar).
     pub fn total_bytes(&self) -> Option<u64> {
         let plain = self.files.iter().all(|f| compression_of(&self.options, &f.path) == Compression::None);
@@ -130,11 +125,6 @@ impl CsvTableSource {
     /// Bytes of the files before the current one plus the offset in it.
     pub fn bytes_done(&self, pos: &Position) -> u64 {
         self.files.iter().take(pos.file as usize).map(|f| f.size).sum::<u64>() + pos.byte
-    }
-
-    /// Where the next batch starts.
-    pub fn position(&self) -> Position {
-        self.pos
     }
 
     /// Sets the sequence number of the next batch (after a resume).

@@ -93,6 +93,16 @@ enum Job {
     Close { next: Vec<(usize, ArrowColumnWriter)>, reply: mpsc::Sender<Result<Vec<(usize, ArrowColumnChunk)>, ParquetError>> },
 }
 
+/// Deals leaf columns (or their writers) to `n` workers: leaf `i` always goes to worker
+/// `i % n`, so every leaf reaches the worker that owns its writer.
+fn deal<T>(items: impl IntoIterator<Item = T>, n: usize) -> Vec<Vec<(usize, T)>> {
+    let mut shares: Vec<Vec<(usize, T)>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        shares[i % n].push((i, item));
+    }
+    shares
+}
+
 fn spawn_worker(mut writers: Vec<(usize, ArrowColumnWriter)>) -> Worker {
     let (jobs, rx) = mpsc::sync_channel::<Job>(1);
     let handle = std::thread::Builder::new().name("ehrlift-encode".into()).spawn(move || {
@@ -174,11 +184,7 @@ impl PartWriter {
         let (file, factory) =
             ArrowWriter::try_new(sink, schema.clone(), Some(props)).and_then(ArrowWriter::into_serialized_writer).map_err(err)?;
         let n = settings.workers.clamp(1, schema.fields().len().max(1));
-        let mut shares: Vec<Vec<(usize, ArrowColumnWriter)>> = (0..n).map(|_| Vec::new()).collect();
-        for (i, w) in factory.create_column_writers(0).map_err(err)?.into_iter().enumerate() {
-            shares[i % n].push((i, w));
-        }
-        let workers = shares.into_iter().map(spawn_worker).collect();
+        let workers = deal(factory.create_column_writers(0).map_err(err)?, n).into_iter().map(spawn_worker).collect();
         Ok(PartWriter {
             key: key.to_owned(),
             file,
@@ -198,15 +204,11 @@ impl PartWriter {
         while offset < batch.num_rows() {
             let take = (batch.num_rows() - offset).min(self.row_group_rows - self.rows_in_group);
             let slice = batch.slice(offset, take);
-            let mut per_worker: Vec<Vec<(usize, ArrowLeafColumn)>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
-            let mut leaf = 0;
+            let mut leaves = Vec::with_capacity(self.schema.fields().len());
             for (field, array) in self.schema.fields().iter().zip(slice.columns()) {
-                for l in compute_leaves(field, array).map_err(|e| parquet_err(&self.key, e))? {
-                    per_worker[leaf % self.workers.len()].push((leaf, l));
-                    leaf += 1;
-                }
+                leaves.extend(compute_leaves(field, array).map_err(|e| parquet_err(&self.key, e))?);
             }
-            for (w, leaves) in self.workers.iter().zip(per_worker) {
+            for (w, leaves) in self.workers.iter().zip(deal(leaves, self.workers.len())) {
                 w.jobs.send(Job::Write(leaves)).map_err(|_| self.worker_died())?;
             }
             offset += take;
@@ -227,10 +229,7 @@ impl PartWriter {
     fn flush_row_group(&mut self) -> Result<(), StoreError> {
         let err = |e| parquet_err(&self.key, e);
         let n = self.workers.len();
-        let mut next: Vec<Vec<(usize, ArrowColumnWriter)>> = (0..n).map(|_| Vec::new()).collect();
-        for (i, w) in self.factory.create_column_writers(self.groups + 1).map_err(err)?.into_iter().enumerate() {
-            next[i % n].push((i, w));
-        }
+        let next = deal(self.factory.create_column_writers(self.groups + 1).map_err(err)?, n);
         let mut replies = Vec::with_capacity(n);
         for (w, next) in self.workers.iter().zip(next) {
             let (tx, rx) = mpsc::channel();

@@ -61,6 +61,21 @@ struct OpenPart {
     next_seq: u64,
 }
 
+impl OpenPart {
+    /// Starts part `number` at source position `first`.
+    fn create(
+        store: &dyn ObjectStore,
+        job: &TableJob<'_>,
+        settings: PartSettings<'_>,
+        number: u32,
+        first: Position,
+        next_seq: u64,
+    ) -> Result<Self, PipelineError> {
+        let writer = PartWriter::create(store, &data_key(&job.mapping.table, number), job.kernels.schema.clone(), settings)?;
+        Ok(OpenPart { number, writer, rejections: Vec::new(), first, end: first, rows_read: 0, rows_rejected: 0, next_seq })
+    }
+}
+
 /// Runs one table from its committed progress to the end (or to its threshold).
 pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress: TableProgress) -> Result<TableProgress, PipelineError> {
     let table = job.mapping.table.clone();
@@ -169,20 +184,7 @@ fn write_loop(
             Msg::Batch { batch, rejections, rows_read, rows_rejected, start, end, close, next_seq, bytes_done } => {
                 let part = match open.as_mut() {
                     Some(p) => p,
-                    None => {
-                        let number = progress.parts + 1;
-                        let writer = PartWriter::create(store, &data_key(table, number), job.kernels.schema.clone(), settings)?;
-                        open.insert(OpenPart {
-                            number,
-                            writer,
-                            rejections: Vec::new(),
-                            first: start,
-                            end,
-                            rows_read: 0,
-                            rows_rejected: 0,
-                            next_seq,
-                        })
-                    }
+                    None => open.insert(OpenPart::create(store, job, settings, progress.parts + 1, start, next_seq)?),
                 };
                 part.writer.write(&batch)?;
                 part.rejections.extend(rejections);
@@ -208,18 +210,7 @@ fn write_loop(
                     commit_part(store, job, progress, p)?;
                 } else if progress.parts == 0 {
                     // An empty table still gets one (empty) part carrying its schema.
-                    let writer = PartWriter::create(store, &data_key(table, 1), job.kernels.schema.clone(), settings)?;
-                    let at = progress.position;
-                    let p = OpenPart {
-                        number: 1,
-                        writer,
-                        rejections: Vec::new(),
-                        first: at,
-                        end: at,
-                        rows_read: 0,
-                        rows_rejected: 0,
-                        next_seq: progress.next_seq,
-                    };
+                    let p = OpenPart::create(store, job, settings, 1, progress.position, progress.next_seq)?;
                     commit_part(store, job, progress, p)?;
                 }
                 return finish_table(store, job, progress, TableStatus::Complete, read, quarantined, started);
