@@ -64,6 +64,8 @@ pub enum Reason {
     NullNotAllowed,
     /// The whole file is in an encoding ehrlift cannot read (e.g. UTF-16).
     UnsupportedFileEncoding,
+    /// A `shift_date` column's patient key is null: the date cannot be shifted, so it is not written.
+    MissingShiftKey,
 }
 
 impl Reason {
@@ -85,6 +87,7 @@ impl Reason {
             Reason::UnmappedCode => "unmapped_code",
             Reason::NullNotAllowed => "null_not_allowed",
             Reason::UnsupportedFileEncoding => "unsupported_file_encoding",
+            Reason::MissingShiftKey => "missing_shift_key",
         }
     }
 }

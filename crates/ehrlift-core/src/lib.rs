@@ -8,10 +8,12 @@
 //! Nothing here ever holds a cell value in a message: any value may be PHI.
 
 mod error;
+mod keys;
 mod position;
 mod report;
 
 pub use error::{ErrorClass, Reason};
+pub use keys::{KeyError, KeyProvider, ProjectKey};
 pub use position::{Position, SourceRange};
 pub use report::{NullReporter, Reporter, TableEvent};
 
