@@ -13,7 +13,7 @@ fn plan(dir: &Path, csv: &str, columns: &[&str], drop: &[&str], files: &str) -> 
     let drops: Vec<String> = drop.iter().map(|d| format!("\"{d}\"")).collect();
     std::fs::write(
         dir.join("ehrlift.toml"),
-        "project = \"t\"\ninclude = [\"t.toml\"]\n[privacy]\nprofile = \"none\"\n[sources.s]\nkind = \"csv\"\ndir = \".\"\n",
+        "project = \"t\"\ninclude = [\"t.toml\"]\n[privacy]\nprofile = \"custom\"\n[sources.s]\nkind = \"csv\"\ndir = \".\"\n",
     )
     .unwrap();
     std::fs::write(

@@ -12,7 +12,7 @@ use arrow_array::builder::{
 };
 use arrow_array::{Array, ArrayRef, StringArray};
 use arrow_buffer::{BooleanBufferBuilder, NullBuffer};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use arrow_schema::{DataType, Field, TimeUnit};
 use ehrlift_core::Reason;
 
 use crate::model::{Column, ColumnType, Mapping, Recode, Rule, Unmapped};
@@ -240,30 +240,32 @@ pub fn parse_decimal(s: &str, precision: u8, scale: i8) -> Result<i128, Reason> 
     Ok(if neg { -v } else { v })
 }
 
-/// The compiled kernels of a table's kept columns, with the source column each reads.
+/// The compiled kernels of a table's columns whose values are written (every rule but
+/// `drop` and `null`), in mapping order, each with the index of its input among
+/// [`Mapping::source_columns`] and of its column in `Mapping::columns`.
 #[derive(Debug, Clone)]
 pub struct TableKernels {
-    /// Kernels in output order, each with the index of its input among `Mapping::source_columns()`.
-    pub columns: Vec<(usize, ColumnKernel)>,
-    /// The output schema.
-    pub schema: Arc<Schema>,
-    /// Output columns Parquet must not dictionary-encode.
-    pub no_dictionary: Vec<String>,
+    /// `(input index, column index, kernel)` in mapping order.
+    pub columns: Vec<(usize, usize, ColumnKernel)>,
 }
 
 impl TableKernels {
-    /// Compiles every column of `mapping` whose rule keeps it.
+    /// Compiles every column of `mapping` whose value is read.
     pub fn compile(mapping: &Mapping) -> Self {
         let inputs = mapping.source_columns();
-        let columns: Vec<(usize, ColumnKernel)> = mapping
+        let columns = mapping
             .columns
             .iter()
-            .filter(|c| c.rule == Rule::Keep)
-            .map(|c| (inputs.iter().position(|s| s == &c.from).expect("source column listed"), ColumnKernel::compile(c)))
+            .enumerate()
+            .filter(|(_, c)| c.rule.outputs() && c.rule != Rule::Null)
+            .map(|(i, c)| (inputs.iter().position(|s| s == &c.from).expect("source column listed"), i, ColumnKernel::compile(c)))
             .collect();
-        let schema = Arc::new(Schema::new(columns.iter().map(|(_, k)| k.field()).collect::<Vec<_>>()));
-        let no_dictionary = mapping.columns.iter().filter(|c| c.rule == Rule::Keep && !c.dictionary).map(|c| c.name.clone()).collect();
-        TableKernels { columns, schema, no_dictionary }
+        TableKernels { columns }
+    }
+
+    /// The kernel output of `mapping.columns[column]`, by position in `columns`.
+    pub fn position_of(&self, column: usize) -> Option<usize> {
+        self.columns.iter().position(|(_, c, _)| *c == column)
     }
 }
 

@@ -13,6 +13,7 @@ mod interpolate;
 pub mod kernel;
 mod load;
 mod model;
+mod rules;
 mod temporal;
 
 pub use diag::{Diagnostic, Diagnostics};

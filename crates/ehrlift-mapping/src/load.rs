@@ -30,6 +30,11 @@ const COLUMN_KEYS: &[&str] = &[
     "true_values",
     "false_values",
     "rule",
+    "namespace",
+    "shift_by",
+    "to",
+    "bounds",
+    "keep_last",
     "phi",
 ];
 
@@ -95,10 +100,25 @@ fn load_plan_inner(path: &Path, env: &dyn Env, diags: &mut Diagnostics) -> Optio
         })
     });
 
+    let mut privacy = PrivacySettings::default();
     let profile = match doc.take_raw("privacy").and_then(|v| sub_table(&mut cx, v, "[privacy]".into())) {
         Some(mut t) => {
-            let p = t.req(&mut cx, "profile", "a privacy profile: \"none\"");
-            t.finish(&mut cx, &["profile"]);
+            let p = t.req(&mut cx, "profile", "a privacy profile: \"safe_harbor\", \"limited_data_set\" or \"custom\"");
+            let shift_line = t.line_of(&cx, "shift_days");
+            if let Some([lo, hi]) = t.opt::<[i32; 2]>(&mut cx, "shift_days") {
+                if lo >= hi || lo < -36_500 || hi > 36_500 {
+                    cx.error(Some(shift_line), "[privacy]: `shift_days` must be [MIN, MAX] with MIN < MAX, within ±36500 days");
+                }
+                privacy.shift_days = (lo, hi);
+            }
+            let ref_line = t.line_of(&cx, "reference_date");
+            if let Some(d) = t.opt::<String>(&mut cx, "reference_date") {
+                match chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d") {
+                    Ok(d) => privacy.reference_date = Some(d),
+                    Err(_) => cx.error(Some(ref_line), "[privacy]: `reference_date` must be a date like \"2026-01-01\""),
+                }
+            }
+            t.finish(&mut cx, &["profile", "shift_days", "reference_date"]);
             p
         }
         None => {
@@ -179,7 +199,18 @@ fn load_plan_inner(path: &Path, env: &dyn Env, diags: &mut Diagnostics) -> Optio
         diags.push(path, None, "plan includes no mapping files");
     }
 
-    Some(Plan { path: path.to_path_buf(), sha256, project: project?, destination, profile: profile?, keys: keys?, run, sources, tables })
+    Some(Plan {
+        path: path.to_path_buf(),
+        sha256,
+        project: project?,
+        destination,
+        profile: profile?,
+        privacy,
+        keys: keys?,
+        run,
+        sources,
+        tables,
+    })
 }
 
 fn check_run(cx: &mut FileCx<'_>, doc: &Fields, run: &RunSettings) {
@@ -316,6 +347,17 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
             cx.error(Some(drop_line), format!("source column `{}` is both read by column `{}` and listed in `drop`", c.from, c.name));
         }
     }
+    for c in &columns {
+        if let Rule::ShiftDate { by } = &c.rule {
+            match columns.iter().find(|k| &k.name == by) {
+                None => cx.error(Some(c.line), format!("column `{}`: `shift_by = \"{by}\"` is not a column of this mapping", c.name)),
+                Some(k) if k.name == c.name => {
+                    cx.error(Some(c.line), format!("column `{}`: `shift_by` names the column itself; name the patient key column", c.name))
+                }
+                Some(_) => {}
+            }
+        }
+    }
     if !columns.is_empty() && columns.iter().all(|c| c.rule == Rule::Drop) {
         cx.error(Some(1), "every column has rule = \"drop\": the table would have no columns");
     }
@@ -426,8 +468,8 @@ fn load_column(cx: &mut FileCx<'_>, dir: &Path, mut f: Fields, hasher: &mut Sha2
     let nullable = f.opt(cx, "nullable").unwrap_or(true);
     let true_values: Option<Vec<String>> = f.opt(cx, "true_values");
     let false_values: Option<Vec<String>> = f.opt(cx, "false_values");
-    let rule: Option<Rule> = f.req(cx, "rule", "a privacy rule: \"keep\" or \"drop\"");
     let phi: Option<Phi> = f.opt(cx, "phi");
+    let rule = crate::rules::load_rule(cx, &mut f, ty, phi);
     let dictionary = f.opt(cx, "dictionary").unwrap_or(true);
     let line = f.line;
     let what = f.what.clone();

@@ -10,7 +10,7 @@ include = ["t/*.toml"]
 url = "file://${DEST:-out}"
 
 [privacy]
-profile = "none"
+profile = "custom"
 
 [sources.s]
 kind = "csv"
@@ -129,7 +129,7 @@ frm = "C"
 fn plan_errors_name_lines_and_unset_variables() {
     let plan = PLAN
         .replace("dir = \"${DATA}\"", "dir = \"${NOT_SET}\"")
-        .replace("[privacy]\nprofile = \"none\"", "[privacy]\nprofile = \"nonee\"\nextra = 1");
+        .replace("[privacy]\nprofile = \"custom\"", "[privacy]\nprofile = \"nonee\"\nextra = 1");
     let d = errors(&plan, "table = \"t\"\n");
     let text = d.to_string();
     assert!(d.0.iter().any(|x| x.line == Some(13) && x.message.contains("`NOT_SET` is not set")), "{text}");

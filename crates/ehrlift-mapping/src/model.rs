@@ -18,6 +18,8 @@ pub struct Plan {
     pub destination: Option<String>,
     /// Privacy profile.
     pub profile: Profile,
+    /// Settings of keyed privacy rules.
+    pub privacy: PrivacySettings,
     /// Where keys come from.
     pub keys: KeysConfig,
     /// Run settings.
@@ -35,12 +37,45 @@ impl Plan {
     }
 }
 
-/// Privacy profile of a plan.
+/// Privacy profile of a plan: which rules each PHI tag allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
-    /// No profile: every column's own rule applies (still every column needs one).
-    None,
+    /// HIPAA Safe Harbor (§164.514(b)(2)): the 18 identifier categories removed or
+    /// replaced by codes not derived from them; every column classified.
+    SafeHarbor,
+    /// Limited data set (§164.514(e)): dates, city, state, ZIP and ages may stay;
+    /// direct identifiers go. Every column classified.
+    LimitedDataSet,
+    /// Any rule (expert determination work, e.g. date shifting); tags are optional.
+    Custom,
+}
+
+impl Profile {
+    /// Name as written in a plan.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::SafeHarbor => "safe_harbor",
+            Profile::LimitedDataSet => "limited_data_set",
+            Profile::Custom => "custom",
+        }
+    }
+}
+
+/// Plan-wide settings of keyed privacy rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivacySettings {
+    /// Range of `shift_date` offsets in days, inclusive; 0 is never drawn.
+    pub shift_days: (i32, i32),
+    /// Date ages and birth years are computed at; `None` means the day the run started
+    /// (recorded in the run, so a resumed run uses the same).
+    pub reference_date: Option<chrono::NaiveDate>,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        PrivacySettings { shift_days: (-365, 365), reference_date: None }
+    }
 }
 
 /// Key provider settings.
@@ -219,15 +254,37 @@ pub struct Mapping {
 }
 
 impl Mapping {
-    /// Distinct source columns the kept output columns read, in first-use order.
+    /// Distinct source columns a run reads, in first-use order: those of written columns,
+    /// then the patient keys of `shift_date` columns, then (when a column is scrubbed)
+    /// every column tagged as an identifier, whose values the scrubber looks for.
     pub fn source_columns(&self) -> Vec<String> {
         let mut seen = Vec::<String>::new();
-        for c in self.columns.iter().filter(|c| c.rule != Rule::Drop) {
-            if !seen.contains(&c.from) {
-                seen.push(c.from.clone());
+        let mut add = |s: &str| {
+            if !seen.iter().any(|x| x == s) {
+                seen.push(s.to_owned());
+            }
+        };
+        for c in self.columns.iter().filter(|c| c.rule.outputs()) {
+            add(&c.from);
+        }
+        for c in &self.columns {
+            if let Rule::ShiftDate { by } = &c.rule
+                && let Some(k) = self.column(by)
+            {
+                add(&k.from);
+            }
+        }
+        if self.columns.iter().any(|c| c.rule == Rule::ScrubText) {
+            for c in self.columns.iter().filter(|c| c.phi.is_some_and(Phi::is_identifier)) {
+                add(&c.from);
             }
         }
         seen
+    }
+
+    /// The column named `name`.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
     }
 
     /// Source columns that are accounted for: read by a column (any rule) or listed in `drop`.
@@ -348,14 +405,111 @@ pub enum Unmapped {
     Null,
 }
 
-/// Privacy rule of a column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Privacy rule of a column: what is written in place of the source value.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Rule {
     /// Carry the value as it is.
     Keep,
     /// Do not output the column.
     Drop,
+    /// Output the column with every value null (keeps a schema stable).
+    Null,
+    /// Keyed HMAC-SHA256 of the value in a namespace: 32 hex digits, the same in every
+    /// table, source and run under the same project key.
+    Pseudonym {
+        /// Identifier kind: values of one namespace join, namespaces never collide.
+        namespace: String,
+    },
+    /// A random UUID per distinct value, kept in the encrypted vault at the destination.
+    Surrogate {
+        /// Identifier kind, as for pseudonyms.
+        namespace: String,
+    },
+    /// Deterministic AES-SIV encryption: `ehrlift reidentify` reverses it with the key.
+    Tokenize {
+        /// Identifier kind; part of the associated data.
+        namespace: String,
+    },
+    /// Move the date by the patient's own offset (days), from a keyed hash of `by`.
+    ShiftDate {
+        /// Output column (of this mapping) whose *source* value is the patient key.
+        by: String,
+    },
+    /// Coarsen the value.
+    Generalize(Generalize),
+    /// Replace all but the last `keep_last` characters with `*`.
+    Mask {
+        /// Characters kept at the end.
+        keep_last: usize,
+    },
+    /// Replace identifiers found in free text (and the row's own identifiers) by tags.
+    ScrubText,
+}
+
+impl Rule {
+    /// The rule's name as written in a mapping (`generalize`, not its parameters).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rule::Keep => "keep",
+            Rule::Drop => "drop",
+            Rule::Null => "null",
+            Rule::Pseudonym { .. } => "pseudonym",
+            Rule::Surrogate { .. } => "surrogate",
+            Rule::Tokenize { .. } => "tokenize",
+            Rule::ShiftDate { .. } => "shift_date",
+            Rule::Generalize(_) => "generalize",
+            Rule::Mask { .. } => "mask",
+            Rule::ScrubText => "scrub_text",
+        }
+    }
+
+    /// The rule with its parameters, for reports: `generalize(zip3)`, `pseudonym(mrn)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Rule::Pseudonym { namespace } | Rule::Surrogate { namespace } | Rule::Tokenize { namespace } => {
+                format!("{}({namespace})", self.name())
+            }
+            Rule::ShiftDate { by } => format!("shift_date(by {by})"),
+            Rule::Generalize(g) => format!("generalize({})", g.name()),
+            Rule::Mask { keep_last } => format!("mask(keep_last {keep_last})"),
+            _ => self.name().to_owned(),
+        }
+    }
+
+    /// Whether the column is written.
+    pub fn outputs(&self) -> bool {
+        *self != Rule::Drop
+    }
+}
+
+/// Generalizations.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Generalize {
+    /// A date or timestamp to its year.
+    Year,
+    /// A birth date to its year, null when the year implies an age over 89 at the
+    /// plan's reference date (Safe Harbor: such years are identifying).
+    BirthYear,
+    /// A ZIP code to its first three digits; restricted prefixes (populations of
+    /// 20,000 or fewer) become `000`.
+    Zip3,
+    /// An age in years to text, with every age over 89 as `90+`.
+    Age,
+    /// A number to the label of its range among increasing bounds: `<0`, `[0,18)`, `>=90`.
+    Bucket(Vec<f64>),
+}
+
+impl Generalize {
+    /// Name as written in a mapping's `to`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Generalize::Year => "year",
+            Generalize::BirthYear => "birth_year",
+            Generalize::Zip3 => "zip3",
+            Generalize::Age => "age",
+            Generalize::Bucket(_) => "bucket",
+        }
+    }
 }
 
 /// PHI tags: the 18 HIPAA Safe Harbor identifier categories, plus `quasi` and `none`.
@@ -404,4 +558,69 @@ pub enum Phi {
     Quasi,
     /// Not PHI.
     None,
+}
+
+impl Phi {
+    /// Every tag, in Safe Harbor order (the 18 categories), then `free_text`, `quasi`, `none`.
+    pub const ALL: [Phi; 21] = [
+        Phi::Name,
+        Phi::Geo,
+        Phi::Date,
+        Phi::Phone,
+        Phi::Fax,
+        Phi::Email,
+        Phi::Ssn,
+        Phi::Mrn,
+        Phi::HealthPlan,
+        Phi::Account,
+        Phi::License,
+        Phi::Vehicle,
+        Phi::Device,
+        Phi::Url,
+        Phi::Ip,
+        Phi::Biometric,
+        Phi::Photo,
+        Phi::OtherId,
+        Phi::FreeText,
+        Phi::Quasi,
+        Phi::None,
+    ];
+
+    /// Tag as written in a mapping.
+    pub fn code(self) -> &'static str {
+        match self {
+            Phi::Name => "name",
+            Phi::Geo => "geo",
+            Phi::Date => "date",
+            Phi::Phone => "phone",
+            Phi::Fax => "fax",
+            Phi::Email => "email",
+            Phi::Ssn => "ssn",
+            Phi::Mrn => "mrn",
+            Phi::HealthPlan => "health_plan",
+            Phi::Account => "account",
+            Phi::License => "license",
+            Phi::Vehicle => "vehicle",
+            Phi::Device => "device",
+            Phi::Url => "url",
+            Phi::Ip => "ip",
+            Phi::Biometric => "biometric",
+            Phi::Photo => "photo",
+            Phi::OtherId => "other_id",
+            Phi::FreeText => "free_text",
+            Phi::Quasi => "quasi",
+            Phi::None => "none",
+        }
+    }
+
+    /// One of the 18 Safe Harbor categories.
+    pub fn is_safe_harbor_category(self) -> bool {
+        !matches!(self, Phi::FreeText | Phi::Quasi | Phi::None)
+    }
+
+    /// A tag whose values identify a person by themselves and may be quoted in free
+    /// text (names, addresses, numbers): the scrubber looks for the row's own values.
+    pub fn is_identifier(self) -> bool {
+        self.is_safe_harbor_category() && !matches!(self, Phi::Date | Phi::Biometric | Phi::Photo)
+    }
 }
