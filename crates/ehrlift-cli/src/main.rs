@@ -78,6 +78,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Reverse the tokens of a `tokenize` column: prints each token's value on stdout.
+    ///
+    /// The values are PHI: they go to stdout only, never to logs. Tokens come from the
+    /// arguments, or one per line on stdin. With --dest, the key must be the one that
+    /// destination was written with.
+    ///
+    /// Example: ehrlift reidentify plan.toml --column patients.mrn tok_Qm9...
+    Reidentify {
+        /// The plan file.
+        plan: PathBuf,
+        /// The tokenized column, as TABLE.COLUMN.
+        #[arg(long, value_name = "TABLE.COLUMN")]
+        column: String,
+        /// Destination whose key record the key must match.
+        #[arg(long)]
+        dest: Option<String>,
+        /// Print `[{"token": .., "value": ..}]` as JSON instead of one value per line.
+        #[arg(long)]
+        json: bool,
+        /// Tokens (default: read from stdin, one per line).
+        tokens: Vec<String>,
+    },
     /// Show how far a plan's run at its destination has got.
     ///
     /// Example: ehrlift status mappings/demo/ehrlift.toml
@@ -136,6 +158,7 @@ fn main() -> ExitCode {
         Command::Validate { plan, json } => cmd_validate(plan, *json),
         Command::Verify { url, json } => cmd_verify(url, *json),
         Command::Status { plan, dest, json } => cmd_status(plan, dest.as_deref(), *json),
+        Command::Reidentify { plan, column, dest, json, tokens } => cmd_reidentify(plan, column, dest.as_deref(), *json, tokens),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -156,11 +179,19 @@ fn install_panic_hook() {
     }));
 }
 
+/// Loads a plan and checks it against its privacy profile: every problem at once,
+/// each with its file and line.
 fn load(plan: &Path) -> Result<Plan, Failure> {
-    load_plan(plan, &ProcessEnv).map_err(|d| {
+    let plan = load_plan(plan, &ProcessEnv).map_err(|d| {
         let n = d.len();
         config(format!("{n} problem(s) in the plan:\n{d}"))
-    })
+    })?;
+    let violations = ehrlift_deid::policy::check(&plan);
+    if violations.is_empty() {
+        return Ok(plan);
+    }
+    let lines: Vec<String> = violations.iter().map(|v| format!("{}:{}: {}", v.file.display(), v.line, v.message)).collect();
+    Err(config(format!("{} problem(s) under the {} profile:\n{}", lines.len(), plan.profile.name(), lines.join("\n"))))
 }
 
 fn store_for(plan: &Plan, dest: Option<&str>) -> Result<Box<dyn ObjectStore>, Failure> {
@@ -236,10 +267,20 @@ fn cmd_validate(plan_path: &Path, json: bool) -> Result<u8, Failure> {
     if json {
         print_json(&report)?;
     }
+    eprintln!("profile: {}", report.profile);
     for t in &report.tables {
         match &t.problem {
             None => eprintln!("ok    {:<24} {} file(s), {} bytes, {} output column(s)", t.table, t.files, t.bytes, t.columns),
             Some(p) => eprintln!("ERROR {:<24} {p}", t.table),
+        }
+        eprintln!("      Safe Harbor identifiers:");
+        for c in &t.safe_harbor {
+            let cover = if c.columns.is_empty() {
+                "-".to_owned()
+            } else {
+                c.columns.iter().map(|(name, rule)| format!("{name}: {rule}")).collect::<Vec<_>>().join(", ")
+            };
+            eprintln!("        {:<12} {cover}", c.category);
         }
     }
     if report.ok() {
@@ -277,6 +318,39 @@ fn cmd_verify(url: &str, json: bool) -> Result<u8, Failure> {
         eprintln!("verification of run {} FAILED: {} problem(s)", report.run_id, report.findings.len());
         Ok(ErrorClass::Data.exit_code() as u8)
     }
+}
+
+fn cmd_reidentify(plan_path: &Path, column: &str, dest: Option<&str>, json: bool, tokens: &[String]) -> Result<u8, Failure> {
+    let plan = load(plan_path)?;
+    let (table, col) = column.split_once('.').ok_or_else(|| config(format!("--column `{column}`: expected TABLE.COLUMN")))?;
+    let store = match dest {
+        Some(_) => Some(store_for(&plan, dest)?),
+        None => None,
+    };
+    let key = ehrlift_pipeline::load_project_key(&plan, store.as_deref())?;
+    let tokenizer = ehrlift_deid::tokenizer_for(&plan, &key, table, col).map_err(config)?;
+    let tokens: Vec<String> = if tokens.is_empty() {
+        std::io::stdin().lines().map_while(Result::ok).filter(|l| !l.trim().is_empty()).collect()
+    } else {
+        tokens.to_vec()
+    };
+    let mut failed = 0usize;
+    let mut out = Vec::with_capacity(tokens.len());
+    for (i, t) in tokens.iter().enumerate() {
+        let value = tokenizer.reveal(t);
+        if value.is_none() {
+            failed += 1;
+            eprintln!("token #{}: not a token of {table}.{col} under key {}", i + 1, key.id());
+        }
+        out.push(serde_json::json!({ "token": t, "value": value.as_deref().map(String::as_str) }));
+        if !json {
+            println!("{}", value.as_deref().map_or("", String::as_str));
+        }
+    }
+    if json {
+        print_json(&out)?;
+    }
+    Ok(if failed > 0 { ErrorClass::Data.exit_code() as u8 } else { 0 })
 }
 
 fn cmd_status(plan_path: &Path, dest: Option<&str>, json: bool) -> Result<u8, Failure> {

@@ -55,7 +55,8 @@ impl LocalKeyring {
 
     fn parse(&self, text: &str) -> Result<ProjectKey, KeyError> {
         // toml's errors quote the offending line, which could hold the secret: say only that it failed.
-        let file: KeyFile = toml::from_str(text).map_err(|_| self.corrupt("not a valid ehrlift key file (TOML with format, project, key_id, created_at, secret)"))?;
+        let file: KeyFile = toml::from_str(text)
+            .map_err(|_| self.corrupt("not a valid ehrlift key file (TOML with format, project, key_id, created_at, secret)"))?;
         if file.format != 1 {
             return Err(self.corrupt(format!("unsupported key file format {}", file.format)));
         }

@@ -197,8 +197,15 @@ pub struct Manifest {
     pub plan_fingerprint: String,
     /// Privacy profile in force.
     pub profile: String,
-    /// Key provider and key ids in use (none yet for `keep`/`drop` rules).
+    /// Ids of the keys the run's keyed rules used (`local:` and 16 hex digits); empty
+    /// when no rule is keyed.
     pub key_ids: Vec<String>,
+    /// Date ages and birth years were computed at, when a rule used one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_date: Option<String>,
+    /// Version of the restricted ZIP3 list, when a column was generalized to zip3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zip3_list: Option<String>,
     /// RFC 3339 start of the first attempt.
     pub started_at: String,
     /// RFC 3339 end.

@@ -7,6 +7,7 @@ use arrow_array::builder::{StringBuilder, UInt64Builder};
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use ehrlift_core::{Rejection, SourceBatch};
+use ehrlift_deid::TablePrivacy;
 use ehrlift_mapping::kernel::TableKernels;
 
 /// A converted batch.
@@ -19,8 +20,8 @@ pub(crate) struct Converted {
     pub rows_rejected: u64,
 }
 
-/// Runs every kernel on `raw` and keeps only the rows with no failure.
-pub(crate) fn convert(kernels: &TableKernels, raw: SourceBatch) -> Converted {
+/// Runs every kernel and privacy rule on `raw` and keeps only the rows with no failure.
+pub(crate) fn convert(kernels: &TableKernels, privacy: &TablePrivacy, raw: SourceBatch) -> Converted {
     let n = raw.batch.num_rows();
     let mut errors = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(kernels.columns.len());
@@ -28,26 +29,34 @@ pub(crate) fn convert(kernels: &TableKernels, raw: SourceBatch) -> Converted {
     let mut rows_rejected = rejections.len() as u64;
     let mut bad = vec![false; n];
     let mut any_bad = false;
-    for (input, kernel) in &kernels.columns {
+    let mut reject = |row: u32, column: &str, reason| {
+        let row = row as usize;
+        if !bad[row] {
+            bad[row] = true;
+            rows_rejected += 1;
+            any_bad = true;
+        }
+        rejections.push(Rejection { origin: raw.rows[row], column: Some(column.to_owned()), reason });
+    };
+    for (input, _, kernel) in &kernels.columns {
         let array = raw.batch.column(*input).as_any().downcast_ref::<StringArray>().expect("raw columns are utf8");
         errors.clear();
         columns.push(kernel.apply(array, &mut errors));
         for &(row, reason) in &errors {
-            let row = row as usize;
-            if !bad[row] {
-                bad[row] = true;
-                rows_rejected += 1;
-                any_bad = true;
-            }
-            rejections.push(Rejection { origin: raw.rows[row], column: Some(kernel.name().to_owned()), reason });
+            reject(row, kernel.name(), reason);
         }
+    }
+    let mut privacy_errors = Vec::new();
+    let mut columns = privacy.apply(&columns, &raw.batch, &mut privacy_errors);
+    for (row, column, reason) in privacy_errors {
+        reject(row, privacy.column_name(column), reason);
     }
     if any_bad {
         let keep = BooleanArray::from(bad.iter().map(|b| !b).collect::<Vec<_>>());
         columns = columns.iter().map(|c| arrow_select::filter::filter(c, &keep).expect("filter of same-length arrays")).collect();
     }
     rejections.sort_by_key(|r| (r.origin.file, r.origin.record));
-    let batch = RecordBatch::try_new(kernels.schema.clone(), columns).expect("kernels produce their schema; failed rows removed");
+    let batch = RecordBatch::try_new(privacy.schema().clone(), columns).expect("rules produce their schema; failed rows removed");
     Converted { batch, rejections, rows_rejected }
 }
 

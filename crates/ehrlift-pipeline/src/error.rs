@@ -29,6 +29,9 @@ pub enum PipelineError {
         /// What is wrong.
         message: String,
     },
+    /// The project key could not be had.
+    #[error(transparent)]
+    Key(#[from] ehrlift_core::KeyError),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -38,7 +41,7 @@ impl PipelineError {
     /// The class of the error, for exit statuses.
     pub fn class(&self) -> ErrorClass {
         match self {
-            PipelineError::Config(_) => ErrorClass::Configuration,
+            PipelineError::Config(_) | PipelineError::Key(_) => ErrorClass::Configuration,
             PipelineError::Source { source, .. } => source.class(),
             PipelineError::Store(e) => e.class(),
             PipelineError::Corrupt { .. } | PipelineError::Internal(_) => ErrorClass::Internal,

@@ -9,10 +9,12 @@
 
 mod convert;
 mod error;
+mod privacy;
 mod replay;
 mod run;
 mod table;
 
 pub use error::PipelineError;
+pub use privacy::{KEYS_RECORD, KeysRecord, VAULT_PREFIX, key_provider, load_project_key, needs_key};
 pub use replay::{StatusReport, TableProgress, status};
 pub use run::{RunOptions, RunOutcome, ValidationReport, run, validate};

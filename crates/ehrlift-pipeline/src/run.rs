@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use ehrlift_core::Reporter;
+use ehrlift_deid::TablePrivacy;
+use ehrlift_deid::policy::{Coverage, checklist};
 use ehrlift_extract::{CsvTableSource, SourceFile, list_files};
 use ehrlift_load::{
     FORMAT_VERSION, FileDigest, Manifest, ObjectStore, RunState, RunStatus, STATE_KEY, TableStatus, TableSummary, manifest_key,
 };
 use ehrlift_mapping::kernel::TableKernels;
-use ehrlift_mapping::{Mapping, Plan, SourceKind};
+use ehrlift_mapping::{Generalize, Mapping, Plan, Rule, SourceKind};
 use serde::Serialize;
 
 use crate::PipelineError;
@@ -80,8 +82,32 @@ fn open_files(plan: &Plan, m: &Mapping) -> Result<Vec<SourceFile>, PipelineError
     list_files(&m.table, source_dir(plan, m), &m.files).map_err(|source| PipelineError::Source { table: m.table.clone(), source })
 }
 
+/// Refuses a plan whose rules its profile does not allow (the CLI reports these
+/// with the plan's other diagnostics; a library caller gets them here).
+fn check_profile(plan: &Plan) -> Result<(), PipelineError> {
+    let v = ehrlift_deid::policy::check(plan);
+    if v.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = v.iter().map(|v| format!("{}:{}: {}", v.file.display(), v.line, v.message)).collect();
+    Err(PipelineError::Config(format!("the plan breaks its {} profile:\n{}", plan.profile.name(), lines.join("\n"))))
+}
+
+fn rules(plan: &Plan) -> impl Iterator<Item = &Rule> {
+    plan.tables.iter().flat_map(|m| m.columns.iter().map(|c| &c.rule))
+}
+
+fn uses_reference_date(plan: &Plan) -> bool {
+    rules(plan).any(|r| matches!(r, Rule::Generalize(Generalize::BirthYear)))
+}
+
+fn uses_zip3(plan: &Plan) -> bool {
+    rules(plan).any(|r| matches!(r, Rule::Generalize(Generalize::Zip3)))
+}
+
 /// Runs (or resumes) `plan` into `store`.
 pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<RunOutcome, PipelineError> {
+    check_profile(plan)?;
     let fp = plan_fingerprint(plan);
     // Fail closed before touching the destination: every table's files must exist and
     // every header must match its mapping.
@@ -153,6 +179,12 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         }
     };
     store.sweep_incomplete("_ehrlift/")?;
+    let reference_date = match plan.privacy.reference_date {
+        Some(d) => d,
+        None => chrono::NaiveDate::parse_from_str(state.started_at.get(..10).unwrap_or_default(), "%Y-%m-%d")
+            .map_err(|_| PipelineError::Corrupt { key: STATE_KEY.into(), message: "`started_at` is not an RFC 3339 time".into() })?,
+    };
+    let privacy = crate::privacy::open(plan, store, &state.run_id, state.attempts, reference_date)?;
     let r = &plan.run;
     tracing::info!(
         run_id = %state.run_id, attempt = state.attempts, dest = %store.url(), batch_rows = r.batch_rows, part_rows = r.part_rows,
@@ -175,10 +207,13 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
             opts.reporter.event(ehrlift_core::TableEvent::Skipped { table: m.table.clone() });
             progress
         } else {
+            let kernels = TableKernels::compile(m);
             let job = TableJob {
                 run_id: &state.run_id,
                 mapping: m,
-                kernels: TableKernels::compile(m),
+                privacy: TablePrivacy::compile(m, &kernels, &privacy.ctx),
+                vault: privacy.vault.as_ref(),
+                kernels,
                 files,
                 file_names: names.clone(),
                 files_fingerprint: ffp,
@@ -212,8 +247,10 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         destination: store.url(),
         plan: FileDigest { path: plan.path.display().to_string(), sha256: plan.sha256.clone() },
         plan_fingerprint: fp,
-        profile: "none".into(),
-        key_ids: Vec::new(),
+        profile: plan.profile.name().into(),
+        key_ids: privacy.ctx.key_id().map(str::to_owned).into_iter().collect(),
+        reference_date: uses_reference_date(plan).then(|| reference_date.to_string()),
+        zip3_list: uses_zip3(plan).then(|| ehrlift_deid::generalize::RESTRICTED_ZIP3.version.clone()),
         started_at: state.started_at.clone(),
         finished_at: now(),
         attempts: state.attempts,
@@ -238,6 +275,8 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
 /// Result of `validate`: per table, its files, or the problem that stops it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ValidationReport {
+    /// The plan's privacy profile.
+    pub profile: &'static str,
     /// Per table: name, files found, and a problem if any.
     pub tables: Vec<TableCheck>,
 }
@@ -255,6 +294,8 @@ pub struct TableCheck {
     pub columns: usize,
     /// The problem, if any (configuration class).
     pub problem: Option<String>,
+    /// The 18 Safe Harbor categories and the columns and rules covering each.
+    pub safe_harbor: Vec<Coverage>,
 }
 
 impl ValidationReport {
@@ -270,17 +311,18 @@ pub fn validate(plan: &Plan) -> ValidationReport {
         .tables
         .iter()
         .map(|m| {
-            let columns = TableKernels::compile(m).schema.fields().len();
+            let columns = m.columns.iter().filter(|c| c.rule.outputs()).count();
+            let safe_harbor = checklist(m);
             match open_files(plan, m) {
                 Ok(files) => {
                     let bytes = files.iter().map(|f| f.size).sum();
                     let n = files.len();
                     let problem = CsvTableSource::open(m, files, Default::default()).check_headers().err().map(|e| e.to_string());
-                    TableCheck { table: m.table.clone(), files: n, bytes, columns, problem }
+                    TableCheck { table: m.table.clone(), files: n, bytes, columns, problem, safe_harbor }
                 }
-                Err(e) => TableCheck { table: m.table.clone(), files: 0, bytes: 0, columns, problem: Some(e.to_string()) },
+                Err(e) => TableCheck { table: m.table.clone(), files: 0, bytes: 0, columns, problem: Some(e.to_string()), safe_harbor },
             }
         })
         .collect();
-    ValidationReport { tables }
+    ValidationReport { profile: plan.profile.name(), tables }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use ehrlift_core::{Position, Rejection, Reporter, SourceRange, TableEvent};
+use ehrlift_deid::TablePrivacy;
 use ehrlift_extract::{CsvTableSource, SourceFile};
 use ehrlift_load::{
     CommitRecord, FORMAT_VERSION, ObjectEntry, ObjectKind, ObjectStore, PartSettings, PartWriter, TableStatus, WrittenPart, commit_key,
@@ -17,6 +18,7 @@ use ehrlift_mapping::{Mapping, RunSettings};
 
 use crate::PipelineError;
 use crate::convert::{convert, count_reasons, quarantine_batch, quarantine_schema};
+use crate::privacy::VaultSink;
 use crate::replay::{TableDone, TableProgress, done_key, put_json};
 
 /// Everything one table's run needs.
@@ -24,6 +26,9 @@ pub(crate) struct TableJob<'a> {
     pub run_id: &'a str,
     pub mapping: &'a Mapping,
     pub kernels: TableKernels,
+    pub privacy: TablePrivacy,
+    /// Where new surrogates are flushed before a part commits.
+    pub vault: Option<&'a VaultSink>,
     pub files: Vec<SourceFile>,
     pub file_names: Vec<String>,
     pub files_fingerprint: String,
@@ -31,7 +36,17 @@ pub(crate) struct TableJob<'a> {
     pub reporter: &'a dyn Reporter,
 }
 
-/// What the reader thread sends.
+/// What the reader thread sends the converter.
+struct RawBatch {
+    raw: ehrlift_core::SourceBatch,
+    rows_read: u64,
+    /// The part is complete after this batch.
+    close: bool,
+    /// Source bytes consumed up to the end of this batch, across files.
+    bytes_done: u64,
+}
+
+/// What the converter thread sends the writer.
 enum Msg {
     Batch {
         batch: RecordBatch,
@@ -71,7 +86,7 @@ impl OpenPart {
         first: Position,
         next_seq: u64,
     ) -> Result<Self, PipelineError> {
-        let writer = PartWriter::create(store, &data_key(&job.mapping.table, number), job.kernels.schema.clone(), settings)?;
+        let writer = PartWriter::create(store, &data_key(&job.mapping.table, number), job.privacy.schema().clone(), settings)?;
         Ok(OpenPart { number, writer, rejections: Vec::new(), first, end: first, rows_read: 0, rows_rejected: 0, next_seq })
     }
 }
@@ -107,56 +122,83 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
     let batch_rows = job.settings.batch_rows;
     let part_rows = job.settings.part_rows;
     let kernels = &job.kernels;
+    let privacy = &job.privacy;
     let (tx, rx) = sync_channel::<Result<Msg, PipelineError>>(1);
+    // Parsing and converting run on two threads (CSV records → raw batch → typed,
+    // de-identified batch), so the privacy rules overlap with parsing the next batch.
+    let (raw_tx, raw_rx) = sync_channel::<Result<Option<RawBatch>, PipelineError>>(1);
 
     std::thread::scope(|scope| {
-        let reader = std::thread::Builder::new().name("ehrlift-read".into()).spawn_scoped(scope, move || {
-            let mut in_part = 0u64;
-            loop {
-                let limit = batch_rows.min((part_rows - in_part) as usize);
-                let raw = match source.next_batch(limit) {
-                    Ok(Some(raw)) => raw,
-                    Ok(None) => {
-                        let _ = tx.send(Ok(Msg::End));
-                        return;
+        let reader = std::thread::Builder::new()
+            .name("ehrlift-read".into())
+            .spawn_scoped(scope, move || {
+                let mut in_part = 0u64;
+                loop {
+                    let limit = batch_rows.min((part_rows - in_part) as usize);
+                    let raw = match source.next_batch(limit) {
+                        Ok(Some(raw)) => raw,
+                        Ok(None) => {
+                            let _ = raw_tx.send(Ok(None));
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = raw_tx.send(Err(PipelineError::Source { table: job.mapping.table.clone(), source: e }));
+                            return;
+                        }
+                    };
+                    let bytes_done = source.bytes_done(&raw.end);
+                    let rows_read = (raw.rows.len() + raw.rejected.len()) as u64;
+                    in_part += rows_read;
+                    let close = in_part >= part_rows;
+                    if close {
+                        in_part = 0;
                     }
-                    Err(e) => {
-                        let _ = tx.send(Err(PipelineError::Source { table: job.mapping.table.clone(), source: e }));
-                        return;
+                    if raw_tx.send(Ok(Some(RawBatch { raw, rows_read, close, bytes_done }))).is_err() {
+                        return; // the converter stopped
                     }
-                };
-                let (start, end, seq) = (raw.start, raw.end, raw.seq);
-                let bytes_done = source.bytes_done(&end);
-                let rows_read = (raw.rows.len() + raw.rejected.len()) as u64;
-                let c = convert(kernels, raw);
-                in_part += rows_read;
-                let close = in_part >= part_rows;
-                if close {
-                    in_part = 0;
                 }
-                let msg = Msg::Batch {
-                    batch: c.batch,
-                    rejections: c.rejections,
-                    rows_read,
-                    rows_rejected: c.rows_rejected,
-                    start,
-                    end,
-                    close,
-                    next_seq: seq + 1,
-                    bytes_done,
-                };
-                if tx.send(Ok(msg)).is_err() {
-                    return; // the writer stopped
+            })
+            .map_err(failed("reader"))?;
+        let converter = std::thread::Builder::new()
+            .name("ehrlift-convert".into())
+            .spawn_scoped(scope, move || {
+                for item in raw_rx {
+                    let msg = item.map(|r| match r {
+                        None => Msg::End,
+                        Some(RawBatch { raw, rows_read, close, bytes_done }) => {
+                            let (start, end, seq) = (raw.start, raw.end, raw.seq);
+                            let c = convert(kernels, privacy, raw);
+                            Msg::Batch {
+                                batch: c.batch,
+                                rejections: c.rejections,
+                                rows_read,
+                                rows_rejected: c.rows_rejected,
+                                start,
+                                end,
+                                close,
+                                next_seq: seq + 1,
+                                bytes_done,
+                            }
+                        }
+                    });
+                    let last = !matches!(msg, Ok(Msg::Batch { .. }));
+                    if tx.send(msg).is_err() || last {
+                        return; // the writer stopped, or this was the end
+                    }
                 }
-            }
-        });
-        let reader = reader.map_err(|e| PipelineError::Internal(format!("cannot start the reader thread: {e}")))?;
+            })
+            .map_err(failed("converter"))?;
         let result = write_loop(store, &job, &mut progress, rx, started);
-        // If the writer stopped early the reader sees a closed channel and ends.
+        // If the writer stopped early the converter and then the reader see closed channels and end.
+        converter.join().map_err(|_| PipelineError::Internal(format!("converter thread of `{table}` panicked")))?;
         reader.join().map_err(|_| PipelineError::Internal(format!("reader thread of `{table}` panicked")))?;
         result
     })?;
     Ok(progress)
+}
+
+fn failed(name: &'static str) -> impl Fn(std::io::Error) -> PipelineError {
+    move |e| PipelineError::Internal(format!("cannot start the {name} thread: {e}"))
 }
 
 fn write_loop(
@@ -175,7 +217,7 @@ fn write_loop(
         row_group_rows: job.settings.row_group_rows,
         zstd_level: job.settings.zstd_level,
         workers,
-        no_dictionary: &job.kernels.no_dictionary,
+        no_dictionary: job.privacy.no_dictionary(),
     };
     let mut open: Option<OpenPart> = None;
     let (mut read, mut quarantined) = (progress.rows_read, progress.rows_quarantined);
@@ -187,6 +229,9 @@ fn write_loop(
                     None => open.insert(OpenPart::create(store, job, settings, progress.parts + 1, start, next_seq)?),
                 };
                 part.writer.write(&batch)?;
+                if let Some(v) = job.vault {
+                    v.flush_if_large(store)?;
+                }
                 part.rejections.extend(rejections);
                 part.end = end;
                 part.rows_read += rows_read;
@@ -250,7 +295,7 @@ fn entry(
 fn commit_part(store: &dyn ObjectStore, job: &TableJob<'_>, progress: &mut TableProgress, p: OpenPart) -> Result<(), PipelineError> {
     let table = job.mapping.table.as_str();
     let data = p.writer.finish()?;
-    let mut objects = vec![entry(job, ObjectKind::Data, p.number, data, p.first, p.end, schema_fingerprint(&job.kernels.schema))];
+    let mut objects = vec![entry(job, ObjectKind::Data, p.number, data, p.first, p.end, schema_fingerprint(job.privacy.schema()))];
     if !p.rejections.is_empty() {
         let qschema = quarantine_schema();
         let mut qw = PartWriter::create(
@@ -266,6 +311,10 @@ fn commit_part(store: &dyn ObjectStore, job: &TableJob<'_>, progress: &mut Table
         )?;
         qw.write(&quarantine_batch(&p.rejections, &job.file_names))?;
         objects.push(entry(job, ObjectKind::Quarantine, p.number, qw.finish()?, p.first, p.end, schema_fingerprint(&qschema)));
+    }
+    // Surrogates the part uses are durable before the commit record makes it count.
+    if let Some(v) = job.vault {
+        v.flush(store)?;
     }
     let mut reasons: BTreeMap<String, u64> = progress.quarantine_reasons.clone();
     count_reasons(&mut reasons, &p.rejections);

@@ -1,0 +1,211 @@
+//! The run's privacy setup: the project key (checked against the one the destination
+//! was written with), the surrogate vault, and each table's compiled rules.
+//!
+//! Layout at the destination:
+//! - `_ehrlift/keys.json`: provider and id of the key the destination was first
+//!   written with ([`KeysRecord`]); a run with another key is refused;
+//! - `_ehrlift/vault/<run>-<attempt>-<n>.seg`: sealed vault segments, each written
+//!   before the commit record of the part whose surrogates it holds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chrono::NaiveDate;
+use ehrlift_core::{KeyProvider, ProjectKey};
+use ehrlift_deid::PrivacyContext;
+use ehrlift_deid::vault::Vault;
+use ehrlift_kms::LocalKeyring;
+use ehrlift_load::ObjectStore;
+use ehrlift_mapping::{KeysConfig, Plan, Rule};
+use serde::{Deserialize, Serialize};
+
+use crate::PipelineError;
+use crate::replay::{get_json, put_json};
+
+/// Key of the destination's key record.
+pub const KEYS_RECORD: &str = "_ehrlift/keys.json";
+/// Prefix of vault segments.
+pub const VAULT_PREFIX: &str = "_ehrlift/vault/";
+/// Segments beyond which a run starts by compacting the vault into one.
+const COMPACT_AFTER: usize = 32;
+/// New entries (32 bytes each) beyond which the vault is flushed without waiting for
+/// the part to commit, so a large part never holds them all in memory twice.
+const FLUSH_AFTER: usize = 128 * 1024;
+
+/// `_ehrlift/keys.json`: which key the destination's pseudonyms, tokens, shifts and
+/// surrogates were made with. Ids only; never key material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysRecord {
+    /// Format version.
+    pub format: u32,
+    /// Project name.
+    pub project: String,
+    /// Provider (`local`).
+    pub provider: String,
+    /// Key id.
+    pub key_id: String,
+    /// RFC 3339 time of the first run with the key.
+    pub created_at: String,
+}
+
+/// The key provider a plan names.
+pub fn key_provider(plan: &Plan) -> Box<dyn KeyProvider> {
+    match &plan.keys {
+        KeysConfig::Local { path } => Box::new(LocalKeyring::new(path, &plan.project)),
+    }
+}
+
+/// Whether any rule of `plan` is keyed (and so needs the project key).
+pub fn needs_key(plan: &Plan) -> bool {
+    plan.tables
+        .iter()
+        .flat_map(|m| &m.columns)
+        .any(|c| matches!(c.rule, Rule::Pseudonym { .. } | Rule::Surrogate { .. } | Rule::Tokenize { .. } | Rule::ShiftDate { .. }))
+}
+
+/// The project key for `plan`, never created: for `reidentify` and tools. With a
+/// `store`, the key must be the one the destination was written with.
+pub fn load_project_key(plan: &Plan, store: Option<&dyn ObjectStore>) -> Result<ProjectKey, PipelineError> {
+    let provider = key_provider(plan);
+    let record = match store {
+        Some(s) => get_json::<KeysRecord>(s, KEYS_RECORD)?,
+        None => None,
+    };
+    let key = provider.load()?.ok_or_else(|| {
+        PipelineError::Config(format!("no project key at {}: the plan's keyring does not hold this project's key", provider.location()))
+    })?;
+    if let Some(r) = record {
+        check_same(&r, &key, provider.as_ref(), store.map(|s| s.url()).unwrap_or_default())?;
+    }
+    Ok(key)
+}
+
+fn check_same(record: &KeysRecord, key: &ProjectKey, provider: &dyn KeyProvider, dest: String) -> Result<(), PipelineError> {
+    if record.key_id != key.id() {
+        return Err(PipelineError::Config(format!(
+            "destination {dest} was written with key {} but the keyring at {} holds key {}; pseudonyms, tokens, date shifts and surrogates would not match. Restore the original key file, or write to a new destination",
+            record.key_id,
+            provider.location(),
+            key.id()
+        )));
+    }
+    Ok(())
+}
+
+/// The key for a run into `store`: the recorded one, or (first run) a key loaded or
+/// created in the keyring and then recorded. A missing key for a destination that
+/// has a record is an error, never a silent new key.
+fn run_key(plan: &Plan, store: &dyn ObjectStore) -> Result<ProjectKey, PipelineError> {
+    let provider = key_provider(plan);
+    match get_json::<KeysRecord>(store, KEYS_RECORD)? {
+        Some(record) => {
+            let key = provider.load()?.ok_or_else(|| {
+                PipelineError::Config(format!(
+                    "destination {} was written with key {}, and that key is not at {}: restore the key file from your backup. ehrlift will not make a new key for this destination, because every pseudonym, token, date shift and surrogate would change",
+                    store.url(),
+                    record.key_id,
+                    provider.location()
+                ))
+            })?;
+            check_same(&record, &key, provider.as_ref(), store.url())?;
+            Ok(key)
+        }
+        None => {
+            let key = match provider.load()? {
+                Some(k) => k,
+                None => match provider.create() {
+                    Ok(k) => {
+                        tracing::info!(key_id = %k.id(), location = %provider.location(), "created a new project key; back it up");
+                        k
+                    }
+                    // Another run of the project created it a moment ago.
+                    Err(ehrlift_core::KeyError::Exists { .. }) => provider.load()?.ok_or_else(|| {
+                        PipelineError::Config(format!("key file {} appeared and vanished while being created", provider.location()))
+                    })?,
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            let record = KeysRecord {
+                format: 1,
+                project: plan.project.clone(),
+                provider: provider.name().to_owned(),
+                key_id: key.id().to_owned(),
+                created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            };
+            put_json(store, KEYS_RECORD, &record)?;
+            Ok(key)
+        }
+    }
+}
+
+/// Where new vault entries go: one segment per committed part that assigned any.
+pub(crate) struct VaultSink {
+    pub vault: Arc<Vault>,
+    prefix: String,
+    next: AtomicU32,
+}
+
+impl VaultSink {
+    /// Writes the entries assigned since the last flush, durably, before the caller
+    /// commits the part that uses them. Names are unique per attempt, so a segment of
+    /// an interrupted attempt (whose entries a committed part may use) is never replaced.
+    /// Flushes when many entries are pending; called after every batch.
+    pub(crate) fn flush_if_large(&self, store: &dyn ObjectStore) -> Result<(), PipelineError> {
+        if self.vault.pending_len() >= FLUSH_AFTER { self.flush(store) } else { Ok(()) }
+    }
+
+    pub(crate) fn flush(&self, store: &dyn ObjectStore) -> Result<(), PipelineError> {
+        if let Some(seg) = self.vault.take_pending() {
+            let n = self.next.fetch_add(1, Ordering::SeqCst);
+            store.put(&format!("{}{n:06}.seg", self.prefix), &seg)?;
+        }
+        Ok(())
+    }
+}
+
+/// The privacy side of one run.
+pub(crate) struct RunPrivacy {
+    pub ctx: PrivacyContext,
+    pub vault: Option<VaultSink>,
+}
+
+/// Opens the key (when a rule is keyed) and, when surrogates are used, the vault
+/// (compacting it when it has many segments).
+pub(crate) fn open(
+    plan: &Plan,
+    store: &dyn ObjectStore,
+    run_id: &str,
+    attempt: u32,
+    reference_date: NaiveDate,
+) -> Result<RunPrivacy, PipelineError> {
+    if !needs_key(plan) {
+        return Ok(RunPrivacy { ctx: PrivacyContext::new(None, &plan.privacy, reference_date, None), vault: None });
+    }
+    let key = run_key(plan, store)?;
+    let vault = if ehrlift_deid::needs_vault(plan) {
+        store.sweep_incomplete(VAULT_PREFIX)?;
+        let listed = store.list(VAULT_PREFIX)?;
+        let mut segments = Vec::with_capacity(listed.len());
+        for o in &listed {
+            if let Some(bytes) = store.get(&o.key)? {
+                segments.push((o.key.clone(), bytes));
+            }
+        }
+        let vault = Vault::open(ehrlift_deid::vault_keys(&key), segments)
+            .map_err(|e| PipelineError::Config(format!("surrogate vault at {}{VAULT_PREFIX}: {e}", store.url())))?;
+        let prefix = format!("{VAULT_PREFIX}{run_id}-{attempt:03}-");
+        if listed.len() > COMPACT_AFTER {
+            store.put(&format!("{prefix}compact.seg"), &vault.seal_all())?;
+            for o in &listed {
+                store.delete(&o.key)?;
+            }
+            tracing::info!(segments = listed.len(), entries = vault.len(), "compacted the surrogate vault");
+        }
+        tracing::info!(entries = vault.len(), "surrogate vault opened");
+        Some(VaultSink { vault: Arc::new(vault), prefix, next: AtomicU32::new(1) })
+    } else {
+        None
+    };
+    let ctx = PrivacyContext::new(Some(key), &plan.privacy, reference_date, vault.as_ref().map(|v| v.vault.clone()));
+    Ok(RunPrivacy { ctx, vault })
+}
