@@ -5,9 +5,12 @@
 #   e.g. tests/bench/run.sh 1000000 5000000
 #
 # For each ROWS: generates (once, then reuses) $BENCH_DIR/patients-ROWS.csv, runs
-# `ehrlift run mappings/bench/patients-plain.toml` under /usr/bin/time, checks the
-# manifest's row total, runs ../shared/bench/peers.sh on the same file, and prints
-# one table: wall seconds, peak RSS, output bytes, and ehrlift's wall / each peer's.
+# `ehrlift run mappings/bench/patients-plain.toml` (tool `ehrlift`) and
+# `mappings/bench/patients-safe-harbor.toml` (tool `ehrlift-sh`, the de-identifying
+# plan) under /usr/bin/time, checks each manifest's row total, runs
+# ../shared/bench/peers.sh on the same file (the peers and `duckdb-deid`), and prints
+# one table: wall seconds, peak RSS, output bytes, and ehrlift's wall / each peer's,
+# then ehrlift-sh against duckdb-deid.
 # With several sizes it also prints ehrlift's RSS growth between them.
 #
 # Environment (all optional):
@@ -35,6 +38,7 @@ shared=${BENCH_SHARED:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/bench}
 gen=$shared/gen_patients_csv.py
 peers_sh=$shared/peers.sh
 plan=$repo/mappings/bench/patients-plain.toml
+plan_sh=$repo/mappings/bench/patients-safe-harbor.toml
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ehrlift-target}
 bin=$CARGO_TARGET_DIR/release/ehrlift
 
@@ -47,7 +51,7 @@ for r in "${rows_list[@]}"; do
   [[ $r =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: ROWS must be a positive integer, got '$r'" >&2; exit 2; }
 done
 
-for f in "$gen" "$peers_sh" "$plan"; do
+for f in "$gen" "$peers_sh" "$plan" "$plan_sh"; do
   [ -f "$f" ] || { echo "run.sh: missing $f" >&2; exit 2; }
 done
 [ -x /usr/bin/time ] || { echo "run.sh: /usr/bin/time (GNU time) is required" >&2; exit 2; }
@@ -63,7 +67,7 @@ fi
 if [ -n "${BENCH_PEERS:-}" ]; then
   read -r -a peers <<<"$BENCH_PEERS"
 else
-  peers=(polars pyarrow duckdb)
+  peers=(polars pyarrow duckdb duckdb-deid)
   if "$py" -c 'import sling_linux_amd64' 2>/dev/null; then peers+=(sling)
   else echo "note: sling not installed in $venv (pip install sling sling-linux-amd64); skipping it"; fi
   if "$py" -c 'import dlt' 2>/dev/null; then peers+=(dlt)
@@ -86,19 +90,21 @@ declare -A eh_rss eh_wall
 fmt_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
-# One ehrlift run: checks the manifest, appends "ehrlift wall rss bytes user sys" to $results.
-run_ehrlift() { # rows csv out results
-  local rows=$1 csv=$2 out=$3 results=$4 dest=$3/ehrlift status=0
+# One ehrlift run of a plan: checks the manifest, appends "NAME wall rss bytes user sys"
+# to $results. The destination starts empty, so the safe-harbor plan's surrogate vault
+# assigns every patient anew (its slower path). Keys live in $bench_dir/keyring.
+run_ehrlift() { # name plan rows csv out results
+  local name=$1 plan=$2 rows=$3 csv=$4 out=$5 results=$6 dest=$5/$1 status=0
   rm -rf "$dest"
-  BENCH_CSV=$csv /usr/bin/time -f "%e %M %U %S" -o "$out/ehrlift.time" \
-    "$bin" run "$plan" --dest "file://$dest" --fresh --progress none >"$out/ehrlift.log" 2>&1 || status=$?
+  BENCH_CSV=$csv EHRLIFT_KEYRING=$bench_dir/keyring /usr/bin/time -f "%e %M %U %S" -o "$out/$name.time" \
+    "$bin" run "$plan" --dest "file://$dest" --fresh --progress none >"$out/$name.log" 2>&1 || status=$?
   if [ "$status" -ne 0 ]; then
-    echo "ehrlift FAILED with exit status $status; log: $out/ehrlift.log" >&2
-    tail -n 20 "$out/ehrlift.log" >&2
+    echo "$name FAILED with exit status $status; log: $out/$name.log" >&2
+    tail -n 20 "$out/$name.log" >&2
     exit 1
   fi
   local wall rss user sys bytes written quarantined manifests
-  read -r wall rss user sys <"$out/ehrlift.time"
+  read -r wall rss user sys <"$out/$name.time"
   bytes=$(du -sb "$dest/patients" | cut -f1)
   manifests=("$dest"/_ehrlift/runs/*/manifest.json)
   if [ ${#manifests[@]} -ne 1 ] || [ ! -f "${manifests[0]}" ]; then
@@ -111,8 +117,8 @@ run_ehrlift() { # rows csv out results
     echo "row check FAILED: manifest rows_written=$written, expected $rows (quarantined: $quarantined)" >&2
     exit 1
   fi
-  echo "ehrlift: ${wall}s wall, user ${user}s + sys ${sys}s ($(awk -v u="$user" -v s="$sys" -v w="$wall" 'BEGIN { printf "%.0f%%", (w > 0 ? 100 * (u + s) / w : 0) }') of one core), peak RSS $(fmt_mib "$rss") MiB; manifest rows_written=$written rows_quarantined=$quarantined: ok"
-  echo "ehrlift $wall $rss $bytes $user $sys" >>"$results"
+  echo "$name: ${wall}s wall, user ${user}s + sys ${sys}s ($(awk -v u="$user" -v s="$sys" -v w="$wall" 'BEGIN { printf "%.0f%%", (w > 0 ? 100 * (u + s) / w : 0) }') of one core), peak RSS $(fmt_mib "$rss") MiB; manifest rows_written=$written rows_quarantined=$quarantined: ok"
+  echo "$name $wall $rss $bytes $user $sys" >>"$results"
 }
 
 # The peers once: appends "name wall rss bytes" (or "name FAILED") to $results.
@@ -156,7 +162,8 @@ for rows in "${rows_list[@]}"; do
   echo
   echo "== $rows rows: $csv ($(stat -c %s "$csv") bytes), $repeat run(s) each, load average $(cut -d' ' -f1-3 /proc/loadavg)"
   for ((i = 1; i <= repeat; i++)); do
-    run_ehrlift "$rows" "$csv" "$out" "$results"
+    run_ehrlift ehrlift "$plan" "$rows" "$csv" "$out" "$results"
+    run_ehrlift ehrlift-sh "$plan_sh" "$rows" "$csv" "$out" "$results"
     run_peers "$csv" "$out" "$results"
   done
 
@@ -178,6 +185,8 @@ for rows in "${rows_list[@]}"; do
       printf '%-12s %10s %14s %14s %18s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/peer_wall"
     fi
     row ehrlift "$e_wall" "$(fmt_mib "$e_rss")" "$e_bytes" "-"
+    read -r _ s_wall s_rss s_bytes _ < <(median_of ehrlift-sh "$results")
+    row ehrlift-sh "$s_wall" "$(fmt_mib "$s_rss")" "$s_bytes" "-"
     for p in "${peers[@]}"; do
       read -r name wall rss bytes < <(median_of "$p" "$results"; echo)
       [ -n "${name:-}" ] || continue
@@ -202,6 +211,12 @@ for rows in "${rows_list[@]}"; do
     echo "target: ehrlift wall <= polars wall: $e_wall s vs $polars_wall s: $verdict"
   fi
   echo "target: ehrlift peak RSS < 150 MB: $rss_mb MB: $(awk -v m="$rss_mb" 'BEGIN { print (m < 150) ? "PASS" : "FAIL" }')"
+  read -r _ s_wall s_rss _ < <(median_of ehrlift-sh "$results")
+  read -r dd_name dd_wall dd_rss _ < <(median_of duckdb-deid "$results"; echo)
+  if [ -n "${dd_name:-}" ] && [ "$dd_wall" != FAILED ]; then
+    echo "target: ehrlift-sh wall <= duckdb-deid wall: $s_wall s vs $dd_wall s (x$(ratio "$s_wall" "$dd_wall")): $(awk -v a="$s_wall" -v b="$dd_wall" 'BEGIN { print (a <= b) ? "PASS" : "FAIL" }')"
+    echo "target: ehrlift-sh peak RSS <= 40% of duckdb-deid's: $(fmt_mib "$s_rss") MiB vs $(fmt_mib "$dd_rss") MiB ($(awk -v a="$s_rss" -v b="$dd_rss" 'BEGIN { printf "%.0f%%", 100 * a / b }')): $(awk -v a="$s_rss" -v b="$dd_rss" 'BEGIN { print (a <= 0.4 * b) ? "PASS" : "FAIL" }')"
+  fi
 done
 
 if [ ${#rows_list[@]} -gt 1 ]; then

@@ -36,10 +36,12 @@ fn issue_2_demo_writes_parquet_and_a_manifest_that_verifies() {
     let p = read_parquet(&dest.join("patients/part-000001.parquet"));
     let schema = p[0].schema();
     let ty = |c: &str| schema.field_with_name(c).unwrap().data_type().to_string();
-    assert_eq!(ty("birth_date"), "Date32");
+    assert_eq!(ty("birth_date"), "Int32", "Safe Harbor: birth years");
     assert_eq!(ty("active"), "Boolean");
-    assert_eq!(ty("created_at"), "Timestamp(µs, \"UTC\")");
+    assert_eq!(ty("created_at"), "Int32");
+    assert_eq!(ty("patient_id"), "Utf8", "surrogates are UUID text");
     assert!(schema.field_with_name("ssn").is_err(), "rule = drop columns are not written");
+    assert_eq!(m["profile"], "safe_harbor");
 
     // Quarantine names file, record, line, column and reason.
     let q = read_parquet(&dest.join("_quarantine/patients/part-000001.parquet"));

@@ -18,10 +18,12 @@ pub fn shared_data() -> PathBuf {
     repo().join("../shared/data")
 }
 
-/// The binary under test.
+/// The binary under test. Shipped plans keep their keys under `EHRLIFT_KEYRING`:
+/// one keyring per test process, outside the repository, unless a test sets its own.
 pub fn ehrlift() -> Command {
+    static KEYRING: std::sync::LazyLock<tempfile::TempDir> = std::sync::LazyLock::new(|| tempfile::tempdir().unwrap());
     let mut c = Command::new(env!("CARGO_BIN_EXE_ehrlift"));
-    c.env_remove("EHRLIFT_DEST").env_remove("EHRLIFT_LOG").arg("--progress").arg("log");
+    c.env_remove("EHRLIFT_DEST").env_remove("EHRLIFT_LOG").env("EHRLIFT_KEYRING", KEYRING.path()).arg("--progress").arg("log");
     c
 }
 
@@ -93,7 +95,7 @@ pub fn rows(batches: &[RecordBatch]) -> usize {
 pub fn write_plan(dir: &Path, run: &str, csv: &str, mapping: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("tables")).unwrap();
     let plan = format!(
-        "project = \"t\"\ninclude = [\"tables/*.toml\"]\n[privacy]\nprofile = \"none\"\n[run]\n{run}\n[sources.src]\nkind = \"csv\"\ndir = \"data\"\n[sources.src.csv]\n{csv}\n"
+        "project = \"t\"\ninclude = [\"tables/*.toml\"]\n[privacy]\nprofile = \"custom\"\n[run]\n{run}\n[sources.src]\nkind = \"csv\"\ndir = \"data\"\n[sources.src.csv]\n{csv}\n"
     );
     std::fs::write(dir.join("ehrlift.toml"), plan).unwrap();
     std::fs::write(dir.join("tables/t.toml"), mapping).unwrap();

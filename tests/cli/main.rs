@@ -6,5 +6,6 @@ mod harness;
 mod demo;
 mod edge;
 mod phi;
+mod privacy;
 mod resume;
 mod synthea;

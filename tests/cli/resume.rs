@@ -149,3 +149,71 @@ fn issue_2_a_failing_sink_never_advances_the_checkpoint() {
     assert!(commits(&dest) > committed);
     run(ehrlift().arg("verify").arg(&dest)).expect(0);
 }
+
+#[test]
+fn issue_3_sigkill_with_surrogates_keeps_one_surrogate_per_value_across_parts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = setup(tmp.path());
+    // `amount` repeats (5000 distinct values, spread over every part): its surrogates are
+    // assigned in early parts, flushed to the vault, and must be reused after every kill.
+    std::fs::write(
+        tmp.path().join("tables/t.toml"),
+        r#"table = "t"
+source = "src"
+files = ["a.csv", "b.csv.gz"]
+drop = ["born", "note"]
+[[columns]]
+name = "id"
+type = "int64"
+rule = "keep"
+[[columns]]
+name = "amount"
+type = "utf8"
+rule = "surrogate"
+namespace = "amount"
+"#,
+    )
+    .unwrap();
+    let dest = tmp.path().join("killed");
+    let mut kills = 0;
+    for target in [2, 7, 12] {
+        let mut child = ehrlift().arg("run").arg(&plan).arg("--dest").arg(url(&dest)).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if commits(&dest) >= target {
+                child.kill().unwrap(); // SIGKILL
+                kills += 1;
+                break;
+            }
+            assert!(Instant::now() < deadline, "run did not progress");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 2, "the run must actually have been killed mid-way ({kills} kills)");
+    run(ehrlift().arg("run").arg(&plan).arg("--dest").arg(url(&dest))).expect(0);
+    run(ehrlift().arg("verify").arg(&dest)).expect(0);
+
+    let mut by_value: std::collections::HashMap<i64, std::collections::HashSet<String>> = Default::default();
+    let mut ids = Vec::new();
+    for (k, _) in objects(&dest).iter().filter(|(k, _)| k.starts_with("t/")) {
+        for b in read_parquet(&dest.join(k)) {
+            let id = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+            let sur = b.column_by_name("amount").unwrap().as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+            for i in 0..b.num_rows() {
+                ids.push(id.value(i));
+                by_value.entry(id.value(i) % 5000).or_default().insert(sur.value(i).to_owned());
+            }
+        }
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (0..ROWS as i64).collect::<Vec<_>>(), "every row once (no date column to reject here)");
+    assert_eq!(by_value.len(), 5000);
+    let split: Vec<_> = by_value.iter().filter(|(_, s)| s.len() != 1).map(|(v, _)| v).collect();
+    assert!(split.is_empty(), "values with several surrogates after kills: {}", split.len());
+    let all: std::collections::HashSet<&String> = by_value.values().flatten().collect();
+    assert_eq!(all.len(), 5000, "distinct values keep distinct surrogates");
+}
