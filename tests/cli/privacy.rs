@@ -342,6 +342,18 @@ fn issue_3_same_key_same_output_other_key_other_output_and_keys_are_guarded() {
     assert_eq!(table_cells(&a, "people")["pid"], pa["pid"]);
     assert_eq!(table_cells(&a, "visits")["pid"], table_cells(&a, "visits")["pid"]);
 
+    // A lost vault segment is refused, not papered over with new surrogates.
+    let vault = a.join("_ehrlift/vault");
+    let mut segments: Vec<_> = std::fs::read_dir(&vault).unwrap().flatten().map(|e| e.path()).collect();
+    segments.sort();
+    let m = manifest(&a);
+    assert_eq!(m["vault_entries"].as_u64(), Some((PEOPLE + PEOPLE * 3) as u64), "patients and visits");
+    let kept = std::fs::read(&segments[0]).unwrap();
+    std::fs::remove_file(&segments[0]).unwrap();
+    let r = run_plan(&plan, &a, &keys, &["--fresh"]).expect(2);
+    assert!(r.stderr().contains("a segment was deleted or replaced"), "{}", r.stderr());
+    std::fs::write(&segments[0], kept).unwrap();
+
     // Another key for a destination written with this one is refused, naming both ids.
     let r = run_plan(&plan, &a, &tmp.path().join("other-keys"), &["--fresh"]).expect(2);
     assert!(r.stderr().contains("was written with key local:"), "{}", r.stderr());

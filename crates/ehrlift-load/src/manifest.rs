@@ -203,6 +203,9 @@ pub struct Manifest {
     /// Date ages and birth years were computed at, when a rule used one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_date: Option<String>,
+    /// Entries in the surrogate vault when the run ended, when a rule used it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_entries: Option<u64>,
     /// Version of the restricted ZIP3 list, when a column was generalized to zip3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zip3_list: Option<String>,

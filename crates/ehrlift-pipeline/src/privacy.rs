@@ -26,6 +26,8 @@ use crate::replay::{get_json, put_json};
 pub const KEYS_RECORD: &str = "_ehrlift/keys.json";
 /// Prefix of vault segments.
 pub const VAULT_PREFIX: &str = "_ehrlift/vault/";
+/// Key of the vault's durable entry count ([`VaultRecord`]).
+pub const VAULT_RECORD: &str = "_ehrlift/vault.json";
 /// Segments beyond which a run starts by compacting the vault into one.
 const COMPACT_AFTER: usize = 32;
 /// New entries (32 bytes each) beyond which the vault is flushed without waiting for
@@ -46,6 +48,17 @@ pub struct KeysRecord {
     pub key_id: String,
     /// RFC 3339 time of the first run with the key.
     pub created_at: String,
+}
+
+/// `_ehrlift/vault.json`: how many entries the vault's segments held after the last
+/// flush. A vault that opens with fewer lost a segment: refused, because its values would
+/// silently get new surrogates and stop joining with what was written before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaultRecord {
+    /// Format version.
+    pub format: u32,
+    /// Entries durable in the segments.
+    pub entries: u64,
 }
 
 /// The key provider a plan names.
@@ -143,6 +156,8 @@ pub(crate) struct VaultSink {
     pub vault: Arc<Vault>,
     prefix: String,
     next: AtomicU32,
+    /// Entries durable in segments (opened plus flushed).
+    durable: std::sync::atomic::AtomicU64,
 }
 
 impl VaultSink {
@@ -158,8 +173,15 @@ impl VaultSink {
         if let Some(seg) = self.vault.take_pending() {
             let n = self.next.fetch_add(1, Ordering::SeqCst);
             store.put(&format!("{}{n:06}.seg", self.prefix), &seg)?;
+            let entries = self.durable.fetch_add(Vault::entries_in(&seg), Ordering::SeqCst) + Vault::entries_in(&seg);
+            put_json(store, VAULT_RECORD, &VaultRecord { format: 1, entries })?;
         }
         Ok(())
+    }
+
+    /// Entries durable in the vault's segments.
+    pub(crate) fn entries(&self) -> u64 {
+        self.durable.load(Ordering::SeqCst)
     }
 }
 
@@ -193,6 +215,16 @@ pub(crate) fn open(
         }
         let vault = Vault::open(ehrlift_deid::vault_keys(&key), segments)
             .map_err(|e| PipelineError::Config(format!("surrogate vault at {}{VAULT_PREFIX}: {e}", store.url())))?;
+        if let Some(r) = get_json::<VaultRecord>(store, VAULT_RECORD)?
+            && (vault.len() as u64) < r.entries
+        {
+            return Err(PipelineError::Config(format!(
+                "surrogate vault at {}{VAULT_PREFIX} holds {} entries but {} were written: a segment was deleted or replaced. Restore `{VAULT_PREFIX}` from a backup; ehrlift will not give values that already have a surrogate a new one",
+                store.url(),
+                vault.len(),
+                r.entries
+            )));
+        }
         let prefix = format!("{VAULT_PREFIX}{run_id}-{attempt:03}-");
         if listed.len() > COMPACT_AFTER {
             store.put(&format!("{prefix}compact.seg"), &vault.seal_all())?;
@@ -202,7 +234,8 @@ pub(crate) fn open(
             tracing::info!(segments = listed.len(), entries = vault.len(), "compacted the surrogate vault");
         }
         tracing::info!(entries = vault.len(), "surrogate vault opened");
-        Some(VaultSink { vault: Arc::new(vault), prefix, next: AtomicU32::new(1) })
+        let durable = std::sync::atomic::AtomicU64::new(vault.len() as u64);
+        Some(VaultSink { vault: Arc::new(vault), prefix, next: AtomicU32::new(1), durable })
     } else {
         None
     };

@@ -250,6 +250,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         profile: plan.profile.name().into(),
         key_ids: privacy.ctx.key_id().map(str::to_owned).into_iter().collect(),
         reference_date: uses_reference_date(plan).then(|| reference_date.to_string()),
+        vault_entries: privacy.vault.as_ref().map(|v| v.entries()),
         zip3_list: uses_zip3(plan).then(|| ehrlift_deid::generalize::RESTRICTED_ZIP3.version.clone()),
         started_at: state.started_at.clone(),
         finished_at: now(),

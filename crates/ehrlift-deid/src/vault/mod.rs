@@ -251,6 +251,14 @@ impl Vault {
         self.seal(buf)
     }
 
+    /// Entries in a sealed segment, from its header (0 if it is not one).
+    pub fn entries_in(segment: &[u8]) -> u64 {
+        match segment.get(10..18) {
+            Some(c) if segment.starts_with(MAGIC) => u64::from_le_bytes(c.try_into().expect("8 bytes")),
+            _ => 0,
+        }
+    }
+
     /// Entries assigned and not yet taken by [`Vault::take_pending`].
     pub fn pending_len(&self) -> usize {
         self.lock().pending.len()
