@@ -278,7 +278,7 @@ fn cmd_validate(plan_path: &Path, json: bool) -> Result<u8, Failure> {
             let cover = if c.columns.is_empty() {
                 "-".to_owned()
             } else {
-                c.columns.iter().map(|(name, rule)| format!("{name}: {rule}")).collect::<Vec<_>>().join(", ")
+                c.columns.iter().map(|c| format!("{}: {}", c.column, c.rule)).collect::<Vec<_>>().join(", ")
             };
             eprintln!("        {:<12} {cover}", c.category);
         }

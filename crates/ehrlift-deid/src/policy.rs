@@ -141,7 +141,16 @@ pub struct Coverage {
     /// The category's tag.
     pub category: &'static str,
     /// Columns tagged with it and their rules (`drop` included).
-    pub columns: Vec<(String, String)>,
+    pub columns: Vec<CoveredBy>,
+}
+
+/// A column covering a category, and its rule with parameters.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoveredBy {
+    /// Output column.
+    pub column: String,
+    /// Rule, e.g. `generalize(zip3)`.
+    pub rule: String,
 }
 
 /// The 18 Safe Harbor categories of `mapping`, each with the columns and rules covering it.
@@ -151,7 +160,12 @@ pub fn checklist(mapping: &Mapping) -> Vec<Coverage> {
         .filter(|p| p.is_safe_harbor_category())
         .map(|&p| Coverage {
             category: p.code(),
-            columns: mapping.columns.iter().filter(|c| c.phi == Some(p)).map(|c| (c.name.clone(), c.rule.describe())).collect(),
+            columns: mapping
+                .columns
+                .iter()
+                .filter(|c| c.phi == Some(p))
+                .map(|c| CoveredBy { column: c.name.clone(), rule: c.rule.describe() })
+                .collect(),
         })
         .collect()
 }
