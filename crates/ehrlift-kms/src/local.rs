@@ -117,12 +117,21 @@ impl KeyProvider for LocalKeyring {
             secret: hex::encode(secret.as_ref()),
         };
         let body = Zeroizing::new(format!("{HEADER}{}", toml::to_string(&file).expect("key file serializes")));
-        let mut f = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(KeyError::Exists { path }),
-            Err(e) => return Err(io(&path)(e)),
-        };
-        f.write_all(body.as_bytes()).and_then(|()| f.sync_all()).map_err(io(&path))?;
+        // Written whole under a temporary name, then linked into place: another process
+        // never reads a half-written key, and an existing key is never replaced.
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| KeyError::Io { path: path.clone(), source: std::io::Error::other(e.to_string()) })?;
+        let tmp = self.dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("key"), hex::encode(nonce)));
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
+        let written = f.write_all(body.as_bytes()).and_then(|()| f.sync_all()).map_err(io(&tmp));
+        drop(f);
+        let linked = written.and_then(|()| match fs::hard_link(&tmp, &path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(KeyError::Exists { path: path.clone() }),
+            Err(e) => Err(io(&path)(e)),
+        });
+        let _ = fs::remove_file(&tmp);
+        linked?;
         if let Ok(d) = fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }
@@ -146,6 +155,28 @@ mod tests {
         assert_eq!(fs::metadata(ring.path()).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(ring.path().ends_with("demo_clinic.key"));
         assert!(matches!(ring.create(), Err(KeyError::Exists { .. })));
+    }
+
+    #[test]
+    fn concurrent_creation_makes_one_key_and_never_a_half_written_file() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let ring = LocalKeyring::new(dir.path(), "p");
+            let results: Vec<_> = std::thread::scope(|s| {
+                let makers: Vec<_> = (0..4).map(|_| s.spawn(|| ring.create().map(|k| k.id().to_owned()))).collect();
+                // Readers see no key or the whole key, never a damaged one.
+                for _ in 0..50 {
+                    if let Err(e) = ring.load() {
+                        panic!("a reader saw a partial key file: {e}");
+                    }
+                }
+                makers.into_iter().map(|m| m.join().unwrap()).collect()
+            });
+            assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+            assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, KeyError::Exists { .. })));
+            assert_eq!(ring.load().unwrap().unwrap().id(), results.iter().find_map(|r| r.as_ref().ok()).unwrap());
+            assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
+        }
     }
 
     #[test]
