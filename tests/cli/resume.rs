@@ -61,6 +61,30 @@ fn commits(dest: &Path) -> usize {
     runs.flatten().map(|r| std::fs::read_dir(r.path().join("commits/t")).map(|d| d.count()).unwrap_or(0)).sum()
 }
 
+/// Runs the plan once per target and SIGKILLs it once it has committed that many parts
+/// (unless it finishes first); returns how many runs were killed.
+fn kill_at(plan: &Path, dest: &Path, targets: &[usize]) -> usize {
+    let mut kills = 0;
+    for &target in targets {
+        let mut child = ehrlift().arg("run").arg(plan).arg("--dest").arg(url(dest)).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if commits(dest) >= target {
+                child.kill().unwrap(); // SIGKILL
+                kills += 1;
+                break;
+            }
+            assert!(Instant::now() < deadline, "run did not progress");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.wait().unwrap();
+    }
+    kills
+}
+
 /// Data and quarantine objects (not run metadata, whose run ids and times differ).
 fn objects(dest: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     snapshot(dest).into_iter().filter(|(k, _)| !k.starts_with("_ehrlift/")).collect()
@@ -74,24 +98,7 @@ fn issue_2_sigkill_then_rerun_gives_identical_output() {
     run(ehrlift().arg("run").arg(&plan).arg("--dest").arg(url(&reference))).expect(0);
 
     let dest = tmp.path().join("killed");
-    let mut kills = 0;
-    for target in [1, 4, 9, 14] {
-        let mut child = ehrlift().arg("run").arg(&plan).arg("--dest").arg(url(&dest)).stderr(std::process::Stdio::null()).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if commits(&dest) >= target {
-                child.kill().unwrap(); // SIGKILL
-                kills += 1;
-                break;
-            }
-            assert!(Instant::now() < deadline, "run did not progress");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        child.wait().unwrap();
-    }
+    let kills = kill_at(&plan, &dest, &[1, 4, 9, 14]);
     assert!(kills >= 2, "the run must actually have been killed mid-way ({kills} kills)");
     let r = run(ehrlift().args(["run", "--json"]).arg(&plan).arg("--dest").arg(url(&dest))).expect(0);
     assert!(r.json()["attempts"].as_u64().unwrap() >= 2);
@@ -175,24 +182,7 @@ namespace = "amount"
     )
     .unwrap();
     let dest = tmp.path().join("killed");
-    let mut kills = 0;
-    for target in [2, 7, 12] {
-        let mut child = ehrlift().arg("run").arg(&plan).arg("--dest").arg(url(&dest)).stderr(std::process::Stdio::null()).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if commits(&dest) >= target {
-                child.kill().unwrap(); // SIGKILL
-                kills += 1;
-                break;
-            }
-            assert!(Instant::now() < deadline, "run did not progress");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        child.wait().unwrap();
-    }
+    let kills = kill_at(&plan, &dest, &[2, 7, 12]);
     assert!(kills >= 2, "the run must actually have been killed mid-way ({kills} kills)");
     run(ehrlift().arg("run").arg(&plan).arg("--dest").arg(url(&dest))).expect(0);
     run(ehrlift().arg("verify").arg(&dest)).expect(0);
