@@ -270,6 +270,72 @@ mod tests {
         assert!((0..500).all(|i| (-10..=-1).contains(&only_past.offset(format!("{i}").as_bytes()))));
     }
 
+    /// A small deterministic generator, so the property tests need no extra crate and
+    /// every failure reproduces.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn text(&mut self) -> String {
+            const ALPHABET: [char; 12] = ['a', 'Z', '0', '9', '-', ' ', 'é', 'ß', '中', '\'', '\n', '🙂'];
+            (0..self.next() % 24).map(|_| ALPHABET[(self.next() % ALPHABET.len() as u64) as usize]).collect()
+        }
+    }
+
+    #[test]
+    fn property_keyed_rules_are_deterministic_key_bound_and_reversible() {
+        let mut rng = XorShift(0x5eed_1234_abcd_ef01);
+        let values: Vec<String> = (0..2000).map(|_| rng.text()).collect();
+        let array = StringArray::from(values.iter().map(String::as_str).collect::<Vec<_>>());
+        let (k1, k2) = (key(11), key(12));
+        let p1 = Pseudonymizer::new(&k1, "mrn").apply(&array);
+        let p1 = p1.as_string::<i32>();
+        let again = Pseudonymizer::new(&key(11), "mrn").apply(&array);
+        let p2 = Pseudonymizer::new(&k2, "mrn").apply(&array);
+        let p2 = p2.as_string::<i32>();
+        let t = Tokenizer::new(&k1, "mrn");
+        let tokens = t.apply(&array);
+        let tokens = tokens.as_string::<i32>();
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(p1.value(i), again.as_string::<i32>().value(i), "same input and key, same pseudonym");
+            assert_ne!(p1.value(i), p2.value(i), "another key, another pseudonym");
+            assert_ne!(p1.value(i), v, "a pseudonym never equals its input");
+            assert_eq!(p1.value(i).len(), Pseudonymizer::LEN);
+            assert_eq!(t.reveal(tokens.value(i)).as_deref().map(String::as_str), Some(v.as_str()), "tokens reverse");
+        }
+        // Equal inputs, and only they, share a pseudonym.
+        let mut by_value = std::collections::HashMap::new();
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(*by_value.entry(p1.value(i)).or_insert(v), v);
+        }
+    }
+
+    #[test]
+    fn property_shifts_keep_every_patients_intervals() {
+        let mut rng = XorShift(0x0ddb_a11c_afe0_0001);
+        let s = DateShifter::new(&key(3), (-400, 400));
+        let n = 5000;
+        let patients: Vec<String> = (0..n).map(|_| format!("p{}", rng.next() % 300)).collect();
+        let days: Vec<i32> = (0..n).map(|_| (rng.next() % 40_000) as i32 - 10_000).collect();
+        let keys = StringArray::from(patients.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut missing = vec![];
+        let out = shift(&Date32Array::from(days.clone()), &s.offsets(&keys), &mut missing);
+        let out = out.as_primitive::<Date32Type>();
+        let mut offset = std::collections::HashMap::new();
+        for i in 0..n {
+            let o = out.value(i) - days[i];
+            assert!((-400..=400).contains(&o) && o != 0);
+            assert_eq!(*offset.entry(patients[i].as_str()).or_insert(o), o, "one offset per patient, so intervals are kept");
+        }
+        assert!(missing.is_empty());
+    }
+
     #[test]
     fn shifting_preserves_a_patients_intervals() {
         let s = DateShifter::new(&key(1), (-365, 365));
