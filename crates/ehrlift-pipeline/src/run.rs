@@ -105,6 +105,19 @@ fn uses_zip3(plan: &Plan) -> bool {
     rules(plan).any(|r| matches!(r, Rule::Generalize(Generalize::Zip3)))
 }
 
+/// Converter threads: one per core up to two, plus one more on larger machines when
+/// the plan has privacy rules (the reader and encoders take the rest).
+fn converters(plan: &Plan) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let keyed = rules(plan).any(|r| !matches!(r, Rule::Keep | Rule::Drop | Rule::Null));
+    match (cores, keyed) {
+        (1, _) => 1,
+        (2..=3, _) => 2,
+        (_, true) => 3,
+        _ => 2,
+    }
+}
+
 /// Runs (or resumes) `plan` into `store`.
 pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<RunOutcome, PipelineError> {
     check_profile(plan)?;
@@ -213,6 +226,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
                 mapping: m,
                 privacy: TablePrivacy::compile(m, &kernels, &privacy.ctx),
                 vault: privacy.vault.as_ref(),
+                converters: converters(plan),
                 kernels,
                 files,
                 file_names: names.clone(),

@@ -29,6 +29,8 @@ pub(crate) struct TableJob<'a> {
     pub privacy: TablePrivacy,
     /// Where new surrogates are flushed before a part commits.
     pub vault: Option<&'a VaultSink>,
+    /// Threads converting batches (typing and privacy rules) in parallel.
+    pub converters: usize,
     pub files: Vec<SourceFile>,
     pub file_names: Vec<String>,
     pub files_fingerprint: String,
@@ -123,26 +125,31 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
     let part_rows = job.settings.part_rows;
     let kernels = &job.kernels;
     let privacy = &job.privacy;
-    let (tx, rx) = sync_channel::<Result<Msg, PipelineError>>(1);
-    // Parsing and converting run on two threads (CSV records → raw batch → typed,
-    // de-identified batch), so the privacy rules overlap with parsing the next batch.
-    let (raw_tx, raw_rx) = sync_channel::<Result<Option<RawBatch>, PipelineError>>(1);
+    // Parsing and converting run on separate threads (CSV records → raw batch → typed,
+    // de-identified batch): one reader, and `converters` threads that take batches in
+    // turn; the writer puts their results back in order by index.
+    let converters = job.converters.max(1);
+    let (tx, rx) = sync_channel::<(u64, Result<Msg, PipelineError>)>(converters);
+    let (raw_tx, raw_rx) = sync_channel::<(u64, Result<Option<RawBatch>, PipelineError>)>(1);
+    // Shared by the converters only: when they all stop, it drops and the reader's next
+    // send fails, so no thread waits forever on a writer that gave up.
+    let raw_rx = std::sync::Arc::new(std::sync::Mutex::new(raw_rx));
 
     std::thread::scope(|scope| {
         let reader = std::thread::Builder::new()
             .name("ehrlift-read".into())
             .spawn_scoped(scope, move || {
                 let mut in_part = 0u64;
-                loop {
+                for index in 0u64.. {
                     let limit = batch_rows.min((part_rows - in_part) as usize);
                     let raw = match source.next_batch(limit) {
                         Ok(Some(raw)) => raw,
                         Ok(None) => {
-                            let _ = raw_tx.send(Ok(None));
+                            let _ = raw_tx.send((index, Ok(None)));
                             return;
                         }
                         Err(e) => {
-                            let _ = raw_tx.send(Err(PipelineError::Source { table: job.mapping.table.clone(), source: e }));
+                            let _ = raw_tx.send((index, Err(PipelineError::Source { table: job.mapping.table.clone(), source: e })));
                             return;
                         }
                     };
@@ -153,48 +160,81 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
                     if close {
                         in_part = 0;
                     }
-                    if raw_tx.send(Ok(Some(RawBatch { raw, rows_read, close, bytes_done }))).is_err() {
+                    if raw_tx.send((index, Ok(Some(RawBatch { raw, rows_read, close, bytes_done })))).is_err() {
                         return; // the converter stopped
                     }
                 }
             })
             .map_err(failed("reader"))?;
-        let converter = std::thread::Builder::new()
-            .name("ehrlift-convert".into())
-            .spawn_scoped(scope, move || {
-                for item in raw_rx {
-                    let msg = item.map(|r| match r {
-                        None => Msg::End,
-                        Some(RawBatch { raw, rows_read, close, bytes_done }) => {
-                            let (start, end, seq) = (raw.start, raw.end, raw.seq);
-                            let c = convert(kernels, privacy, raw);
-                            Msg::Batch {
-                                batch: c.batch,
-                                rejections: c.rejections,
-                                rows_read,
-                                rows_rejected: c.rows_rejected,
-                                start,
-                                end,
-                                close,
-                                next_seq: seq + 1,
-                                bytes_done,
+        let mut workers = Vec::with_capacity(converters);
+        for _ in 0..converters {
+            let (tx, raw_rx) = (tx.clone(), raw_rx.clone());
+            let worker = std::thread::Builder::new()
+                .name("ehrlift-convert".into())
+                .spawn_scoped(scope, move || {
+                    loop {
+                        // The lock is held only to take the next batch.
+                        let next = raw_rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+                        let Ok((index, item)) = next else { return }; // the reader is done
+                        let msg = item.map(|r| match r {
+                            None => Msg::End,
+                            Some(RawBatch { raw, rows_read, close, bytes_done }) => {
+                                let (start, end, seq) = (raw.start, raw.end, raw.seq);
+                                let c = convert(kernels, privacy, raw);
+                                Msg::Batch {
+                                    batch: c.batch,
+                                    rejections: c.rejections,
+                                    rows_read,
+                                    rows_rejected: c.rows_rejected,
+                                    start,
+                                    end,
+                                    close,
+                                    next_seq: seq + 1,
+                                    bytes_done,
+                                }
                             }
+                        });
+                        if tx.send((index, msg)).is_err() {
+                            return; // the writer stopped
                         }
-                    });
-                    let last = !matches!(msg, Ok(Msg::Batch { .. }));
-                    if tx.send(msg).is_err() || last {
-                        return; // the writer stopped, or this was the end
                     }
-                }
-            })
-            .map_err(failed("converter"))?;
-        let result = write_loop(store, &job, &mut progress, rx, started);
-        // If the writer stopped early the converter and then the reader see closed channels and end.
-        converter.join().map_err(|_| PipelineError::Internal(format!("converter thread of `{table}` panicked")))?;
+                })
+                .map_err(failed("converter"))?;
+            workers.push(worker);
+        }
+        drop((tx, raw_rx));
+        let result = write_loop(store, &job, &mut progress, InOrder { rx, next: 0, early: BTreeMap::new() }, started);
+        // If the writer stopped early the converters and then the reader see closed channels and end.
+        for w in workers {
+            w.join().map_err(|_| PipelineError::Internal(format!("converter thread of `{table}` panicked")))?;
+        }
         reader.join().map_err(|_| PipelineError::Internal(format!("reader thread of `{table}` panicked")))?;
         result
     })?;
     Ok(progress)
+}
+
+/// The converters' results in reading order: a result that arrives before its turn waits
+/// (at most one per converter).
+struct InOrder {
+    rx: std::sync::mpsc::Receiver<(u64, Result<Msg, PipelineError>)>,
+    next: u64,
+    early: BTreeMap<u64, Result<Msg, PipelineError>>,
+}
+
+impl Iterator for InOrder {
+    type Item = Result<Msg, PipelineError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(m) = self.early.remove(&self.next) {
+                self.next += 1;
+                return Some(m);
+            }
+            let (index, msg) = self.rx.recv().ok()?;
+            self.early.insert(index, msg);
+        }
+    }
 }
 
 fn failed(name: &'static str) -> impl Fn(std::io::Error) -> PipelineError {
@@ -205,7 +245,7 @@ fn write_loop(
     store: &dyn ObjectStore,
     job: &TableJob<'_>,
     progress: &mut TableProgress,
-    rx: std::sync::mpsc::Receiver<Result<Msg, PipelineError>>,
+    rx: InOrder,
     started: Instant,
 ) -> Result<(), PipelineError> {
     let table = job.mapping.table.as_str();
