@@ -350,19 +350,27 @@ fn issue_3_same_key_same_output_other_key_other_output_and_keys_are_guarded() {
     assert_eq!(m["vault_entries"].as_u64(), Some((PEOPLE + PEOPLE * 3) as u64), "patients and visits");
     let kept = std::fs::read(&segments[0]).unwrap();
     std::fs::remove_file(&segments[0]).unwrap();
+    let r = run(ehrlift().arg("verify").arg(&a)).expect(1);
+    assert!(r.stderr().contains("_ehrlift/vault/: 1 segment(s) hold 900 entries, 1200 recorded"), "{}", r.stderr());
+    let before = snapshot(&a);
     let r = run_plan(&plan, &a, &keys, &["--fresh"]).expect(2);
     assert!(r.stderr().contains("a segment was deleted or replaced"), "{}", r.stderr());
+    assert!(snapshot(&a) == before, "a refused run leaves the destination as it was");
     std::fs::write(&segments[0], kept).unwrap();
+    run(ehrlift().arg("verify").arg(&a)).expect(0);
+    let before = snapshot(&a);
 
     // Another key for a destination written with this one is refused, naming both ids.
     let r = run_plan(&plan, &a, &tmp.path().join("other-keys"), &["--fresh"]).expect(2);
     assert!(r.stderr().contains("was written with key local:"), "{}", r.stderr());
+    assert!(snapshot(&a) == before, "a refused run leaves the destination as it was");
     // A lost key file is an error, not a new key.
     let key_file = keys.join("t.key");
     let saved = std::fs::read(&key_file).unwrap();
     std::fs::remove_file(&key_file).unwrap();
     let r = run_plan(&plan, &a, &keys, &["--fresh"]).expect(2);
     assert!(r.stderr().contains("restore the key file"), "{}", r.stderr());
+    assert!(snapshot(&a) == before, "a refused run leaves the destination as it was");
     assert!(!key_file.exists(), "no new key was made");
     // A key file others may read is refused.
     std::fs::write(&key_file, &saved).unwrap();

@@ -293,10 +293,24 @@ fn cmd_validate(plan_path: &Path, json: bool) -> Result<u8, Failure> {
 
 fn cmd_verify(url: &str, json: bool) -> Result<u8, Failure> {
     let store = open_store(&normalize_url(url)?).map_err(|e| config(e.to_string()))?;
-    let report = ehrlift_load::verify(store.as_ref()).map_err(|e| match e {
+    let mut report = ehrlift_load::verify(store.as_ref()).map_err(|e| match e {
         ehrlift_load::VerifyError::Store(s) => Failure { class: s.class(), message: s.to_string() },
         other => Failure { class: ErrorClass::Data, message: other.to_string() },
     })?;
+    // The vault is not a run object (runs share it), but a lost segment would give its
+    // values new surrogates: its headers' counts must cover what was recorded.
+    if let Some(v) = ehrlift_pipeline::check_vault(store.as_ref())?
+        && !v.ok()
+    {
+        eprintln!(
+            "FAIL {}: {} segment(s) hold {} entries, {} recorded: a segment is missing",
+            ehrlift_pipeline::VAULT_PREFIX,
+            v.segments,
+            v.in_segments,
+            v.recorded
+        );
+        report.findings.push(ehrlift_load::Finding { key: ehrlift_pipeline::VAULT_PREFIX.to_owned(), kind: FindingKind::Missing });
+    }
     if json {
         print_json(&report)?;
     }

@@ -15,6 +15,8 @@ mod run;
 mod table;
 
 pub use error::PipelineError;
-pub use privacy::{KEYS_RECORD, KeysRecord, VAULT_PREFIX, VAULT_RECORD, VaultRecord, key_provider, load_project_key, needs_key};
+pub use privacy::{
+    KEYS_RECORD, KeysRecord, VAULT_PREFIX, VAULT_RECORD, VaultCheck, VaultRecord, check_vault, key_provider, load_project_key, needs_key,
+};
 pub use replay::{StatusReport, TableProgress, status};
 pub use run::{RunOptions, RunOutcome, ValidationReport, run, validate};

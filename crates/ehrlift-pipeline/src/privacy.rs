@@ -61,6 +61,38 @@ pub struct VaultRecord {
     pub entries: u64,
 }
 
+/// The vault's segments against its record, without the key: segment headers carry
+/// their entry counts in the clear. `None` when the destination has no vault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VaultCheck {
+    /// Segments found.
+    pub segments: usize,
+    /// Entries the segments' headers hold (compaction overlap counts twice).
+    pub in_segments: u64,
+    /// Entries `_ehrlift/vault.json` records as durable.
+    pub recorded: u64,
+}
+
+impl VaultCheck {
+    /// Whether every recorded entry can still be in a segment.
+    pub fn ok(&self) -> bool {
+        self.in_segments >= self.recorded
+    }
+}
+
+/// Checks the vault at `store` (for `verify`).
+pub fn check_vault(store: &dyn ObjectStore) -> Result<Option<VaultCheck>, PipelineError> {
+    let Some(record) = get_json::<VaultRecord>(store, VAULT_RECORD)? else { return Ok(None) };
+    let listed = store.list(VAULT_PREFIX)?;
+    let mut in_segments = 0;
+    for o in &listed {
+        if let Some(bytes) = store.get(&o.key)? {
+            in_segments += Vault::entries_in(&bytes);
+        }
+    }
+    Ok(Some(VaultCheck { segments: listed.len(), in_segments, recorded: record.entries }))
+}
+
 /// The key provider a plan names.
 pub fn key_provider(plan: &Plan) -> Box<dyn KeyProvider> {
     match &plan.keys {
@@ -106,9 +138,10 @@ fn check_same(record: &KeysRecord, key: &ProjectKey, provider: &dyn KeyProvider,
 }
 
 /// The key for a run into `store`: the recorded one, or (first run) a key loaded or
-/// created in the keyring and then recorded. A missing key for a destination that
-/// has a record is an error, never a silent new key.
-fn run_key(plan: &Plan, store: &dyn ObjectStore) -> Result<ProjectKey, PipelineError> {
+/// created in the keyring. A missing key for a destination that has a record is an
+/// error, never a silent new key. Writes nothing to the destination; the second value
+/// says whether the key record is still to be written.
+fn run_key(plan: &Plan, store: &dyn ObjectStore) -> Result<(ProjectKey, bool), PipelineError> {
     let provider = key_provider(plan);
     match get_json::<KeysRecord>(store, KEYS_RECORD)? {
         Some(record) => {
@@ -121,7 +154,7 @@ fn run_key(plan: &Plan, store: &dyn ObjectStore) -> Result<ProjectKey, PipelineE
                 ))
             })?;
             check_same(&record, &key, provider.as_ref(), store.url())?;
-            Ok(key)
+            Ok((key, false))
         }
         None => {
             let key = match provider.load()? {
@@ -138,15 +171,7 @@ fn run_key(plan: &Plan, store: &dyn ObjectStore) -> Result<ProjectKey, PipelineE
                     Err(e) => return Err(e.into()),
                 },
             };
-            let record = KeysRecord {
-                format: 1,
-                project: plan.project.clone(),
-                provider: provider.name().to_owned(),
-                key_id: key.id().to_owned(),
-                created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            };
-            put_json(store, KEYS_RECORD, &record)?;
-            Ok(key)
+            Ok((key, true))
         }
     }
 }
@@ -191,26 +216,27 @@ pub(crate) struct RunPrivacy {
     pub vault: Option<VaultSink>,
 }
 
-/// Opens the key (when a rule is keyed) and, when surrogates are used, the vault
-/// (compacting it when it has many segments).
-pub(crate) fn open(
-    plan: &Plan,
-    store: &dyn ObjectStore,
-    run_id: &str,
-    attempt: u32,
-    reference_date: NaiveDate,
-) -> Result<RunPrivacy, PipelineError> {
+/// What [`prepare`] found: the key and the opened vault, checked, nothing written yet.
+pub(crate) struct Prepared {
+    key: Option<ProjectKey>,
+    write_record: bool,
+    vault: Option<(Vault, Vec<String>)>,
+}
+
+/// Loads (or, on a destination's first keyed run, creates in the keyring) the project
+/// key, checks it against the destination's record, and opens and checks the vault:
+/// every refusal happens here, before the run touches the destination.
+pub(crate) fn prepare(plan: &Plan, store: &dyn ObjectStore) -> Result<Prepared, PipelineError> {
     if !needs_key(plan) {
-        return Ok(RunPrivacy { ctx: PrivacyContext::new(None, &plan.privacy, reference_date, None), vault: None });
+        return Ok(Prepared { key: None, write_record: false, vault: None });
     }
-    let key = run_key(plan, store)?;
+    let (key, write_record) = run_key(plan, store)?;
     let vault = if ehrlift_deid::needs_vault(plan) {
-        store.sweep_incomplete(VAULT_PREFIX)?;
-        let listed = store.list(VAULT_PREFIX)?;
+        let listed: Vec<String> = store.list(VAULT_PREFIX)?.into_iter().map(|o| o.key).collect();
         let mut segments = Vec::with_capacity(listed.len());
-        for o in &listed {
-            if let Some(bytes) = store.get(&o.key)? {
-                segments.push((o.key.clone(), bytes));
+        for k in &listed {
+            if let Some(bytes) = store.get(k)? {
+                segments.push((k.clone(), bytes));
             }
         }
         let vault = Vault::open(ehrlift_deid::vault_keys(&key), segments)
@@ -225,20 +251,55 @@ pub(crate) fn open(
                 r.entries
             )));
         }
-        let prefix = format!("{VAULT_PREFIX}{run_id}-{attempt:03}-");
-        if listed.len() > COMPACT_AFTER {
-            store.put(&format!("{prefix}compact.seg"), &vault.seal_all())?;
-            for o in &listed {
-                store.delete(&o.key)?;
-            }
-            tracing::info!(segments = listed.len(), entries = vault.len(), "compacted the surrogate vault");
-        }
-        tracing::info!(entries = vault.len(), "surrogate vault opened");
-        let durable = std::sync::atomic::AtomicU64::new(vault.len() as u64);
-        Some(VaultSink { vault: Arc::new(vault), prefix, next: AtomicU32::new(1), durable })
+        Some((vault, listed))
     } else {
         None
     };
-    let ctx = PrivacyContext::new(Some(key), &plan.privacy, reference_date, vault.as_ref().map(|v| v.vault.clone()));
-    Ok(RunPrivacy { ctx, vault })
+    Ok(Prepared { key: Some(key), write_record, vault })
+}
+
+impl Prepared {
+    /// Records the key at the destination on its first keyed run, compacts the vault
+    /// when it has many segments, and builds the run's privacy context.
+    pub(crate) fn finish(
+        self,
+        plan: &Plan,
+        store: &dyn ObjectStore,
+        run_id: &str,
+        attempt: u32,
+        reference_date: NaiveDate,
+    ) -> Result<RunPrivacy, PipelineError> {
+        let Some(key) = self.key else {
+            return Ok(RunPrivacy { ctx: PrivacyContext::new(None, &plan.privacy, reference_date, None), vault: None });
+        };
+        if self.write_record {
+            let record = KeysRecord {
+                format: 1,
+                project: plan.project.clone(),
+                provider: key.provider().to_owned(),
+                key_id: key.id().to_owned(),
+                created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            };
+            put_json(store, KEYS_RECORD, &record)?;
+        }
+        let vault = match self.vault {
+            Some((vault, listed)) => {
+                store.sweep_incomplete(VAULT_PREFIX)?;
+                let prefix = format!("{VAULT_PREFIX}{run_id}-{attempt:03}-");
+                if listed.len() > COMPACT_AFTER {
+                    store.put(&format!("{prefix}compact.seg"), &vault.seal_all())?;
+                    for k in &listed {
+                        store.delete(k)?;
+                    }
+                    tracing::info!(segments = listed.len(), entries = vault.len(), "compacted the surrogate vault");
+                }
+                tracing::info!(entries = vault.len(), "surrogate vault opened");
+                let durable = std::sync::atomic::AtomicU64::new(vault.len() as u64);
+                Some(VaultSink { vault: Arc::new(vault), prefix, next: AtomicU32::new(1), durable })
+            }
+            None => None,
+        };
+        let ctx = PrivacyContext::new(Some(key), &plan.privacy, reference_date, vault.as_ref().map(|v| v.vault.clone()));
+        Ok(RunPrivacy { ctx, vault })
+    }
 }

@@ -134,6 +134,8 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
     }
 
     let _lock = store.lock_run()?;
+    // Keys and vault are checked before the run state or any table is touched.
+    let prepared = crate::privacy::prepare(plan, store)?;
     let prior: Option<RunState> = get_json(store, STATE_KEY)?;
     let state = match prior {
         Some(s) if !opts.fresh => {
@@ -197,7 +199,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         None => chrono::NaiveDate::parse_from_str(state.started_at.get(..10).unwrap_or_default(), "%Y-%m-%d")
             .map_err(|_| PipelineError::Corrupt { key: STATE_KEY.into(), message: "`started_at` is not an RFC 3339 time".into() })?,
     };
-    let privacy = crate::privacy::open(plan, store, &state.run_id, state.attempts, reference_date)?;
+    let privacy = prepared.finish(plan, store, &state.run_id, state.attempts, reference_date)?;
     let r = &plan.run;
     tracing::info!(
         run_id = %state.run_id, attempt = state.attempts, dest = %store.url(), batch_rows = r.batch_rows, part_rows = r.part_rows,
