@@ -190,7 +190,7 @@ fn load(plan: &Path) -> Result<Plan, Failure> {
     if violations.is_empty() {
         return Ok(plan);
     }
-    let lines: Vec<String> = violations.iter().map(|v| format!("{}:{}: {}", v.file.display(), v.line, v.message)).collect();
+    let lines: Vec<String> = violations.iter().map(ToString::to_string).collect();
     Err(config(format!("{} problem(s) under the {} profile:\n{}", lines.len(), plan.profile.name(), lines.join("\n"))))
 }
 

@@ -43,17 +43,18 @@ impl ProjectKey {
 
     /// A 32-byte key for one purpose (e.g. `pseudonym/mrn`), derived with HKDF-SHA256.
     pub fn derive(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
-        let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), self.secret.as_ref());
-        let mut out = Zeroizing::new([0u8; 32]);
-        hk.expand(purpose.as_bytes(), out.as_mut()).expect("32 bytes is a valid HKDF-SHA256 length");
-        out
+        self.derive_bytes(purpose)
     }
 
     /// A 64-byte key for one purpose (AES-SIV with AES-256 takes two 256-bit keys).
     pub fn derive64(&self, purpose: &str) -> Zeroizing<[u8; 64]> {
+        self.derive_bytes(purpose)
+    }
+
+    fn derive_bytes<const N: usize>(&self, purpose: &str) -> Zeroizing<[u8; N]> {
         let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), self.secret.as_ref());
-        let mut out = Zeroizing::new([0u8; 64]);
-        hk.expand(purpose.as_bytes(), out.as_mut()).expect("64 bytes is a valid HKDF-SHA256 length");
+        let mut out = Zeroizing::new([0u8; N]);
+        hk.expand(purpose.as_bytes(), out.as_mut()).expect("32 and 64 bytes are valid HKDF-SHA256 lengths");
         out
     }
 }

@@ -73,7 +73,7 @@ pub fn vault_keys(key: &ProjectKey) -> VaultKeys {
 
 /// Whether any column of `plan` takes a surrogate (and so needs the vault).
 pub fn needs_vault(plan: &Plan) -> bool {
-    plan.tables.iter().flat_map(|m| &m.columns).any(|c| matches!(c.rule, Rule::Surrogate { .. }))
+    plan.rules().any(|r| matches!(r, Rule::Surrogate { .. }))
 }
 
 /// The tokenizer of `table.column` in `plan`, for `ehrlift reidentify`.

@@ -9,7 +9,7 @@ use aes_siv::siv::Aes256Siv;
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef, PrimitiveArray};
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, PrimitiveArray};
 use arrow_schema::DataType;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -170,44 +170,36 @@ impl DateShifter {
 /// `None` becomes null and its row is listed in `missing`.
 pub fn shift(input: &dyn Array, offsets: &[Option<i32>], missing: &mut Vec<u32>) -> ArrayRef {
     const DAY_MICROS: i64 = 86_400_000_000;
-    let mut note = |i: usize| missing.push(i as u32);
     match input.data_type() {
-        DataType::Date32 => {
-            let a = input.as_primitive::<Date32Type>();
-            let out: PrimitiveArray<Date32Type> = a
-                .iter()
-                .zip(offsets)
-                .enumerate()
-                .map(|(i, (v, o))| match (v, o) {
-                    (Some(v), Some(o)) => v.checked_add(*o),
-                    (Some(_), None) => {
-                        note(i);
-                        None
-                    }
-                    (None, _) => None,
-                })
-                .collect();
-            Arc::new(out)
-        }
+        DataType::Date32 => Arc::new(shift_values(input.as_primitive::<Date32Type>(), offsets, missing, |v, o| v.checked_add(o))),
         DataType::Timestamp(_, tz) => {
             let a = input.as_primitive::<TimestampMicrosecondType>();
-            let out: PrimitiveArray<TimestampMicrosecondType> = a
-                .iter()
-                .zip(offsets)
-                .enumerate()
-                .map(|(i, (v, o))| match (v, o) {
-                    (Some(v), Some(o)) => v.checked_add(i64::from(*o) * DAY_MICROS),
-                    (Some(_), None) => {
-                        note(i);
-                        None
-                    }
-                    (None, _) => None,
-                })
-                .collect();
+            let out = shift_values(a, offsets, missing, |v, o| v.checked_add(i64::from(o) * DAY_MICROS));
             Arc::new(out.with_timezone_opt(tz.clone()))
         }
         other => unreachable!("shift_date is validated to dates and timestamps, found {other}"),
     }
+}
+
+/// `add(value, offset)` per row; a value without an offset is null and listed in `missing`.
+fn shift_values<T: ArrowPrimitiveType>(
+    a: &PrimitiveArray<T>,
+    offsets: &[Option<i32>],
+    missing: &mut Vec<u32>,
+    add: impl Fn(T::Native, i32) -> Option<T::Native>,
+) -> PrimitiveArray<T> {
+    a.iter()
+        .zip(offsets)
+        .enumerate()
+        .map(|(i, (v, o))| match (v, o) {
+            (Some(v), Some(o)) => add(v, *o),
+            (Some(_), None) => {
+                missing.push(i as u32);
+                None
+            }
+            (None, _) => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

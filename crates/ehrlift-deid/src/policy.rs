@@ -32,6 +32,13 @@ pub struct Violation {
     pub message: String,
 }
 
+impl std::fmt::Display for Violation {
+    /// `file:line: message`, like the plan loader's diagnostics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
 /// Checks every column of `plan` against its profile. Empty means allowed.
 pub fn check(plan: &Plan) -> Vec<Violation> {
     let mut out = Vec::new();

@@ -35,6 +35,11 @@ impl Plan {
     pub fn table(&self, name: &str) -> Option<&Mapping> {
         self.tables.iter().find(|t| t.table == name)
     }
+
+    /// The rule of every column of every table.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.tables.iter().flat_map(|m| m.columns.iter().map(|c| &c.rule))
+    }
 }
 
 /// Privacy profile of a plan: which rules each PHI tag allows.

@@ -8,7 +8,7 @@
 //!   before the commit record of the part whose surrogates it holds.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use chrono::NaiveDate;
 use ehrlift_core::{KeyProvider, ProjectKey};
@@ -83,14 +83,20 @@ impl VaultCheck {
 /// Checks the vault at `store` (for `verify`).
 pub fn check_vault(store: &dyn ObjectStore) -> Result<Option<VaultCheck>, PipelineError> {
     let Some(record) = get_json::<VaultRecord>(store, VAULT_RECORD)? else { return Ok(None) };
-    let listed = store.list(VAULT_PREFIX)?;
-    let mut in_segments = 0;
-    for o in &listed {
+    let segments = read_segments(store)?;
+    let in_segments = segments.iter().map(|(_, bytes)| Vault::entries_in(bytes)).sum();
+    Ok(Some(VaultCheck { segments: segments.len(), in_segments, recorded: record.entries }))
+}
+
+/// Every vault segment at `store`, as (key, bytes).
+fn read_segments(store: &dyn ObjectStore) -> Result<Vec<(String, Vec<u8>)>, PipelineError> {
+    let mut segments = Vec::new();
+    for o in store.list(VAULT_PREFIX)? {
         if let Some(bytes) = store.get(&o.key)? {
-            in_segments += Vault::entries_in(&bytes);
+            segments.push((o.key, bytes));
         }
     }
-    Ok(Some(VaultCheck { segments: listed.len(), in_segments, recorded: record.entries }))
+    Ok(segments)
 }
 
 /// The key provider a plan names.
@@ -102,39 +108,43 @@ pub fn key_provider(plan: &Plan) -> Box<dyn KeyProvider> {
 
 /// Whether any rule of `plan` is keyed (and so needs the project key).
 pub fn needs_key(plan: &Plan) -> bool {
-    plan.tables
-        .iter()
-        .flat_map(|m| &m.columns)
-        .any(|c| matches!(c.rule, Rule::Pseudonym { .. } | Rule::Surrogate { .. } | Rule::Tokenize { .. } | Rule::ShiftDate { .. }))
+    plan.rules().any(|r| matches!(r, Rule::Pseudonym { .. } | Rule::Surrogate { .. } | Rule::Tokenize { .. } | Rule::ShiftDate { .. }))
 }
 
 /// The project key for `plan`, never created: for `reidentify` and tools. With a
 /// `store`, the key must be the one the destination was written with.
 pub fn load_project_key(plan: &Plan, store: Option<&dyn ObjectStore>) -> Result<ProjectKey, PipelineError> {
     let provider = key_provider(plan);
-    let record = match store {
-        Some(s) => get_json::<KeysRecord>(s, KEYS_RECORD)?,
-        None => None,
-    };
-    let key = provider.load()?.ok_or_else(|| {
-        PipelineError::Config(format!("no project key at {}: the plan's keyring does not hold this project's key", provider.location()))
-    })?;
-    if let Some(r) = record {
-        check_same(&r, &key, provider.as_ref(), store.map(|s| s.url()).unwrap_or_default())?;
+    if let Some(s) = store
+        && let Some(record) = get_json::<KeysRecord>(s, KEYS_RECORD)?
+    {
+        return recorded_key(&record, provider.as_ref(), s);
     }
-    Ok(key)
+    provider.load()?.ok_or_else(|| {
+        PipelineError::Config(format!("no project key at {}: the plan's keyring does not hold this project's key", provider.location()))
+    })
 }
 
-fn check_same(record: &KeysRecord, key: &ProjectKey, provider: &dyn KeyProvider, dest: String) -> Result<(), PipelineError> {
+/// The key `record` names, from `provider`: missing or different is an error, never a new key.
+fn recorded_key(record: &KeysRecord, provider: &dyn KeyProvider, store: &dyn ObjectStore) -> Result<ProjectKey, PipelineError> {
+    let key = provider.load()?.ok_or_else(|| {
+        PipelineError::Config(format!(
+            "destination {} was written with key {}, and that key is not at {}: restore the key file from your backup. ehrlift will not make a new key for this destination, because every pseudonym, token, date shift and surrogate would change",
+            store.url(),
+            record.key_id,
+            provider.location()
+        ))
+    })?;
     if record.key_id != key.id() {
         return Err(PipelineError::Config(format!(
-            "destination {dest} was written with key {} but the keyring at {} holds key {}; pseudonyms, tokens, date shifts and surrogates would not match. Restore the original key file, or write to a new destination",
+            "destination {} was written with key {} but the keyring at {} holds key {}; pseudonyms, tokens, date shifts and surrogates would not match. Restore the original key file, or write to a new destination",
+            store.url(),
             record.key_id,
             provider.location(),
             key.id()
         )));
     }
-    Ok(())
+    Ok(key)
 }
 
 /// The key for a run into `store`: the recorded one, or (first run) a key loaded or
@@ -144,18 +154,7 @@ fn check_same(record: &KeysRecord, key: &ProjectKey, provider: &dyn KeyProvider,
 fn run_key(plan: &Plan, store: &dyn ObjectStore) -> Result<(ProjectKey, bool), PipelineError> {
     let provider = key_provider(plan);
     match get_json::<KeysRecord>(store, KEYS_RECORD)? {
-        Some(record) => {
-            let key = provider.load()?.ok_or_else(|| {
-                PipelineError::Config(format!(
-                    "destination {} was written with key {}, and that key is not at {}: restore the key file from your backup. ehrlift will not make a new key for this destination, because every pseudonym, token, date shift and surrogate would change",
-                    store.url(),
-                    record.key_id,
-                    provider.location()
-                ))
-            })?;
-            check_same(&record, &key, provider.as_ref(), store.url())?;
-            Ok((key, false))
-        }
+        Some(record) => Ok((recorded_key(&record, provider.as_ref(), store)?, false)),
         None => {
             let key = match provider.load()? {
                 Some(k) => k,
@@ -182,23 +181,24 @@ pub(crate) struct VaultSink {
     prefix: String,
     next: AtomicU32,
     /// Entries durable in segments (opened plus flushed).
-    durable: std::sync::atomic::AtomicU64,
+    durable: AtomicU64,
 }
 
 impl VaultSink {
-    /// Writes the entries assigned since the last flush, durably, before the caller
-    /// commits the part that uses them. Names are unique per attempt, so a segment of
-    /// an interrupted attempt (whose entries a committed part may use) is never replaced.
     /// Flushes when many entries are pending; called after every batch.
     pub(crate) fn flush_if_large(&self, store: &dyn ObjectStore) -> Result<(), PipelineError> {
         if self.vault.pending_len() >= FLUSH_AFTER { self.flush(store) } else { Ok(()) }
     }
 
+    /// Writes the entries assigned since the last flush, durably, before the caller
+    /// commits the part that uses them. Names are unique per attempt, so a segment of
+    /// an interrupted attempt (whose entries a committed part may use) is never replaced.
     pub(crate) fn flush(&self, store: &dyn ObjectStore) -> Result<(), PipelineError> {
         if let Some(seg) = self.vault.take_pending() {
             let n = self.next.fetch_add(1, Ordering::SeqCst);
             store.put(&format!("{}{n:06}.seg", self.prefix), &seg)?;
-            let entries = self.durable.fetch_add(Vault::entries_in(&seg), Ordering::SeqCst) + Vault::entries_in(&seg);
+            let added = Vault::entries_in(&seg);
+            let entries = self.durable.fetch_add(added, Ordering::SeqCst) + added;
             put_json(store, VAULT_RECORD, &VaultRecord { format: 1, entries })?;
         }
         Ok(())
@@ -232,13 +232,8 @@ pub(crate) fn prepare(plan: &Plan, store: &dyn ObjectStore) -> Result<Prepared, 
     }
     let (key, write_record) = run_key(plan, store)?;
     let vault = if ehrlift_deid::needs_vault(plan) {
-        let listed: Vec<String> = store.list(VAULT_PREFIX)?.into_iter().map(|o| o.key).collect();
-        let mut segments = Vec::with_capacity(listed.len());
-        for k in &listed {
-            if let Some(bytes) = store.get(k)? {
-                segments.push((k.clone(), bytes));
-            }
-        }
+        let segments = read_segments(store)?;
+        let listed: Vec<String> = segments.iter().map(|(k, _)| k.clone()).collect();
         let vault = Vault::open(ehrlift_deid::vault_keys(&key), segments)
             .map_err(|e| PipelineError::Config(format!("surrogate vault at {}{VAULT_PREFIX}: {e}", store.url())))?;
         if let Some(r) = get_json::<VaultRecord>(store, VAULT_RECORD)?
@@ -294,7 +289,7 @@ impl Prepared {
                     tracing::info!(segments = listed.len(), entries = vault.len(), "compacted the surrogate vault");
                 }
                 tracing::info!(entries = vault.len(), "surrogate vault opened");
-                let durable = std::sync::atomic::AtomicU64::new(vault.len() as u64);
+                let durable = AtomicU64::new(vault.len() as u64);
                 Some(VaultSink { vault: Arc::new(vault), prefix, next: AtomicU32::new(1), durable })
             }
             None => None,

@@ -89,27 +89,23 @@ fn check_profile(plan: &Plan) -> Result<(), PipelineError> {
     if v.is_empty() {
         return Ok(());
     }
-    let lines: Vec<String> = v.iter().map(|v| format!("{}:{}: {}", v.file.display(), v.line, v.message)).collect();
+    let lines: Vec<String> = v.iter().map(ToString::to_string).collect();
     Err(PipelineError::Config(format!("the plan breaks its {} profile:\n{}", plan.profile.name(), lines.join("\n"))))
 }
 
-fn rules(plan: &Plan) -> impl Iterator<Item = &Rule> {
-    plan.tables.iter().flat_map(|m| m.columns.iter().map(|c| &c.rule))
-}
-
 fn uses_reference_date(plan: &Plan) -> bool {
-    rules(plan).any(|r| matches!(r, Rule::Generalize(Generalize::BirthYear)))
+    plan.rules().any(|r| matches!(r, Rule::Generalize(Generalize::BirthYear)))
 }
 
 fn uses_zip3(plan: &Plan) -> bool {
-    rules(plan).any(|r| matches!(r, Rule::Generalize(Generalize::Zip3)))
+    plan.rules().any(|r| matches!(r, Rule::Generalize(Generalize::Zip3)))
 }
 
 /// Converter threads: one per core up to two, plus one more on larger machines when
 /// the plan has privacy rules (the reader and encoders take the rest).
 fn converters(plan: &Plan) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let keyed = rules(plan).any(|r| !matches!(r, Rule::Keep | Rule::Drop | Rule::Null));
+    let keyed = plan.rules().any(|r| !matches!(r, Rule::Keep | Rule::Drop | Rule::Null));
     match (cores, keyed) {
         (1, _) => 1,
         (2..=3, _) => 2,
@@ -206,6 +202,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         row_group_rows = r.row_group_rows, encode_threads = r.encode_threads, max_quarantine_ratio = r.max_quarantine_ratio, "run started"
     );
 
+    let converters = converters(plan);
     let mut summaries = Vec::new();
     let mut objects = Vec::new();
     for (m, files) in plan.tables.iter().zip(inputs) {
@@ -228,7 +225,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
                 mapping: m,
                 privacy: TablePrivacy::compile(m, &kernels, &privacy.ctx),
                 vault: privacy.vault.as_ref(),
-                converters: converters(plan),
+                converters,
                 kernels,
                 files,
                 file_names: names.clone(),
