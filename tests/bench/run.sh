@@ -13,6 +13,15 @@
 # then ehrlift-sh against duckdb-deid.
 # With several sizes it also prints ehrlift's RSS growth between them.
 #
+# Databases (opt-in): with --db (anywhere among the arguments) or BENCH_DB=1, it then
+# also, for each ROWS, loads the same rows into PostgreSQL and MariaDB/MySQL
+# (tests/bench/load_db.sh, skipped when already loaded), times `psql \copy (select ...)
+# to /dev/null` (tool `psql-copy`) and `mariadb --quick -e "select ..." >/dev/null`
+# (`mariadb-cli`) against `ehrlift run mappings/bench/patients-postgres.toml`
+# (`ehrlift-pg`) and `patients-mysql.toml` (`ehrlift-mysql`), checks their manifests,
+# and prints a second table. --db-only (or BENCH_DB=only) skips the CSV benchmark.
+#   e.g. tests/bench/run.sh --db 1000000 5000000
+#
 # Environment (all optional):
 #   BENCH_DIR         input cache and venv home   (default: $HOME/.cache/ehrlift-bench)
 #   BENCH_OUT         output root                 (default: $BENCH_DIR/out)
@@ -26,6 +35,10 @@
 #   BENCH_SHARED      dir holding gen_patients_csv.py and peers.sh (default: ../shared/bench
 #                     beside the repository)
 #   CARGO_TARGET_DIR  release build dir           (default: $HOME/.cache/ehrlift-target)
+#   BENCH_DB          1: add the database benchmark (as --db); only: only it (as --db-only)
+#   BENCH_DB_NAME, BENCH_PG_HOST/PORT/USER, BENCH_MYSQL_HOST/PORT/USER
+#                     the servers (default: ehrlift_bench on postgres@127.0.0.1:5432 and
+#                     root@127.0.0.1:3306, no password); see load_db.sh
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,13 +58,31 @@ bin=$CARGO_TARGET_DIR/release/ehrlift
 repeat=${BENCH_REPEAT:-1}
 [[ $repeat =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: BENCH_REPEAT must be a positive integer" >&2; exit 2; }
 
-rows_list=("$@")
+# --db / --db-only (or BENCH_DB=1 / only) add the database benchmark / run only it.
+case ${BENCH_DB:-0} in
+  0 | "") db_mode=0 csv_mode=1 ;;
+  1) db_mode=1 csv_mode=1 ;;
+  only) db_mode=1 csv_mode=0 ;;
+  *) echo "run.sh: BENCH_DB must be 1 or only, got '$BENCH_DB'" >&2; exit 2 ;;
+esac
+rows_list=()
+for a in "$@"; do
+  case $a in
+    --db) db_mode=1 ;;
+    --db-only) db_mode=1 csv_mode=0 ;;
+    -*) echo "run.sh: unknown option '$a' (usage: run.sh [--db | --db-only] [ROWS...])" >&2; exit 2 ;;
+    *) rows_list+=("$a") ;;
+  esac
+done
 [ ${#rows_list[@]} -eq 0 ] && rows_list=(1000000)
 for r in "${rows_list[@]}"; do
   [[ $r =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: ROWS must be a positive integer, got '$r'" >&2; exit 2; }
 done
 
-for f in "$gen" "$peers_sh" "$plan" "$plan_sh"; do
+load_db=$here/load_db.sh
+plan_pg=$repo/mappings/bench/patients-postgres.toml
+plan_my=$repo/mappings/bench/patients-mysql.toml
+for f in "$gen" "$peers_sh" "$plan" "$plan_sh" "$load_db" "$plan_pg" "$plan_my"; do
   [ -f "$f" ] || { echo "run.sh: missing $f" >&2; exit 2; }
 done
 [ -x /usr/bin/time ] || { echo "run.sh: /usr/bin/time (GNU time) is required" >&2; exit 2; }
@@ -64,7 +95,9 @@ if ! "$py" -c 'import duckdb, pyarrow, polars' 2>/dev/null; then
 fi
 
 # Peers: the three required ones, plus sling and dlt when they are installed.
-if [ -n "${BENCH_PEERS:-}" ]; then
+if [ "$csv_mode" != 1 ]; then
+  peers=()
+elif [ -n "${BENCH_PEERS:-}" ]; then
   read -r -a peers <<<"$BENCH_PEERS"
 else
   peers=(polars pyarrow duckdb duckdb-deid)
@@ -79,10 +112,43 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   (cd "$repo" && cargo build --release -p ehrlift-cli)
 fi
 [ -x "$bin" ] || { echo "run.sh: no binary at $bin" >&2; exit 2; }
-
 mkdir -p "$bench_dir" "$out_root"
+
+if [ "$db_mode" = 1 ]; then
+  command -v psql >/dev/null || { echo "run.sh: --db needs psql (PostgreSQL client)" >&2; exit 2; }
+  if command -v mariadb >/dev/null; then mycli=mariadb
+  elif command -v mysql >/dev/null; then mycli=mysql
+  else echo "run.sh: --db needs the mariadb (or mysql) client" >&2; exit 2; fi
+  [ -x "$load_db" ] || { echo "run.sh: $load_db is not executable" >&2; exit 2; }
+  db_name=${BENCH_DB_NAME:-ehrlift_bench}
+  pg_host=${BENCH_PG_HOST:-127.0.0.1} pg_port=${BENCH_PG_PORT:-5432} pg_user=${BENCH_PG_USER:-postgres}
+  my_host=${BENCH_MYSQL_HOST:-127.0.0.1} my_port=${BENCH_MYSQL_PORT:-3306} my_user=${BENCH_MYSQL_USER:-root}
+  export PG_URL=postgres://$pg_user@$pg_host:$pg_port/$db_name
+  export MYSQL_URL=mysql://$my_user@$my_host:$my_port/$db_name
+  export PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-5}
+  # Before the (long) CSV benchmark: the servers answer, the first size is loaded, and
+  # this binary accepts the database plans (one without database sources rejects
+  # `kind = "postgres"`; a binary that cannot reach the server must not hang us).
+  echo "database preflight: $PG_URL, $MYSQL_URL"
+  "$load_db" "${rows_list[0]}"
+  for p in "$plan_pg" "$plan_my"; do
+    status=0
+    timeout 120 "$bin" validate "$p" >"$out_root/validate-$(basename "$p" .toml).log" 2>&1 || status=$?
+    if [ "$status" -ne 0 ]; then
+      echo "run.sh: \`ehrlift validate $p\` failed (exit status $status$([ "$status" -eq 124 ] && echo ', timed out after 120 s')):" >&2
+      tail -n 20 "$out_root/validate-$(basename "$p" .toml).log" >&2
+      if [ "$status" -eq 124 ]; then
+        echo "run.sh: can $bin reach the servers ($PG_URL, $MYSQL_URL)? Or drop --db / BENCH_DB." >&2
+      else
+        echo "run.sh: does $bin have database sources? Rebuild it (run without BENCH_SKIP_BUILD=1), or drop --db / BENCH_DB." >&2
+      fi
+      exit 2
+    fi
+  done
+fi
+
 echo "machine: $(nproc) CPU(s), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "peers: ${peers[*]}"
+[ "$csv_mode" = 1 ] && echo "peers: ${peers[*]}"
 
 # Results by size, for the RSS growth summary.
 declare -A eh_rss eh_wall
@@ -136,6 +202,9 @@ run_peers() { # csv out results
   done < <(PYTHON="$py" bash "$peers_sh" "$1" "$2/peers" "${peers[@]}")
 }
 
+# The min-max wall time of a tool's runs in $results.
+wall_range() { awk -v t="$1" '$1 == t && $2 != "FAILED" { if (min == "" || $2 < min) min = $2; if ($2 > max) max = $2 } END { if (min != "") printf "%s-%s", min, max; else print "-" }' "$results"; }
+
 # The median run of a tool by wall time (a FAILED run makes the tool FAILED).
 median_of() { # tool results
   if grep -q "^$1 FAILED" "$2"; then echo "$1 FAILED"; return; fi
@@ -145,7 +214,9 @@ median_of() { # tool results
   grep "^$1 " "$2" | sort -k2,2g | sed -n "$(( (n + 1) / 2 ))p"
 }
 
-for rows in "${rows_list[@]}"; do
+csv_rows=()
+[ "$csv_mode" = 1 ] && csv_rows=("${rows_list[@]}")
+for rows in "${csv_rows[@]}"; do
   csv=$bench_dir/patients-$rows.csv
   if [ ! -s "$csv" ]; then
     echo "generating $csv ..."
@@ -170,7 +241,6 @@ for rows in "${rows_list[@]}"; do
   read -r _ e_wall e_rss e_bytes e_user e_sys < <(median_of ehrlift "$results")
   eh_rss[$rows]=$e_rss
   eh_wall[$rows]=$e_wall
-  wall_range() { awk -v t="$1" '$1 == t && $2 != "FAILED" { if (min == "" || $2 < min) min = $2; if ($2 > max) max = $2 } END { if (min != "") printf "%s-%s", min, max; else print "-" }' "$results"; }
   row() { # tool wall rss_kib bytes ratio
     if [ "$repeat" -gt 1 ]; then
       printf '%-12s %10s %14s %14s %18s %14s\n' "$1" "$2" "$3" "$4" "$5" "$(wall_range "$1")"
@@ -219,7 +289,7 @@ for rows in "${rows_list[@]}"; do
   fi
 done
 
-if [ ${#rows_list[@]} -gt 1 ]; then
+if [ ${#csv_rows[@]} -gt 1 ]; then
   echo
   echo "ehrlift RSS growth:"
   prev=
@@ -231,5 +301,97 @@ if [ ${#rows_list[@]} -gt 1 ]; then
           a, b, ra / 1024, rb / 1024, g, (g <= 20 && g >= -20) ? "PASS" : "FAIL", wa, wb, wb / wa, b / a }'
     fi
     prev=$rows
+  done
+fi
+
+# ---- Databases (--db / BENCH_DB): ehrlift reading PostgreSQL and MariaDB/MySQL against
+# each server's own command-line client dumping the same table to /dev/null.
+[ "$db_mode" = 1 ] || exit 0
+
+# One timed command-line client run: stdout to /dev/null, stderr to $out/NAME.log;
+# appends "NAME wall rss - user sys" to $results.
+run_cli() { # name out results command...
+  local name=$1 out=$2 results=$3 status=0 wall rss user sys
+  shift 3
+  /usr/bin/time -f "%e %M %U %S" -o "$out/$name.time" "$@" >/dev/null 2>"$out/$name.log" || status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "$name FAILED with exit status $status; log: $out/$name.log" >&2
+    tail -n 20 "$out/$name.log" >&2
+    exit 1
+  fi
+  read -r wall rss user sys <"$out/$name.time"
+  echo "$name: ${wall}s wall, user ${user}s + sys ${sys}s, peak RSS $(fmt_mib "$rss") MiB (the client; the server's work is in the wall time only)"
+  echo "$name $wall $rss - $user $sys" >>"$results"
+}
+
+declare -A db_rss
+db_tools=(psql-copy mariadb-cli ehrlift-pg ehrlift-mysql)
+for rows in "${rows_list[@]}"; do
+  echo
+  "$load_db" "$rows"
+  out=$out_root/$rows
+  results=$out/db-results.txt
+  mkdir -p "$out"
+  : >"$results"
+  # Warm each server's cache alike for every tool (one untimed full scan).
+  psql -X -q -h "$pg_host" -p "$pg_port" -U "$pg_user" -d "$db_name" -Atc 'select count(*), sum(length(note)) from patients' >/dev/null
+  "$mycli" --batch -h "$my_host" -P "$my_port" -u "$my_user" "$db_name" -e 'select count(*), sum(length(note)) from patients' >/dev/null
+
+  echo
+  echo "== database, $rows rows: $PG_URL and $MYSQL_URL, $repeat run(s) each, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  for ((i = 1; i <= repeat; i++)); do
+    run_cli psql-copy "$out" "$results" \
+      psql -X -q -h "$pg_host" -p "$pg_port" -U "$pg_user" -d "$db_name" -c "\copy (select * from patients) to '/dev/null' csv"
+    run_cli mariadb-cli "$out" "$results" \
+      "$mycli" --batch --quick -h "$my_host" -P "$my_port" -u "$my_user" "$db_name" -e "select * from patients"
+    run_ehrlift ehrlift-pg "$plan_pg" "$rows" "" "$out" "$results"
+    run_ehrlift ehrlift-mysql "$plan_my" "$rows" "" "$out" "$results"
+  done
+
+  declare -A w r b
+  for t in "${db_tools[@]}"; do
+    read -r _ w[$t] r[$t] b[$t] _ < <(median_of "$t" "$results")
+  done
+  db_rss[$rows]="${r[ehrlift-pg]} ${r[ehrlift-mysql]}"
+  db_row() { # tool ratio
+    if [ "$repeat" -gt 1 ]; then
+      printf '%-14s %10s %14s %14s %18s %14s\n' "$1" "${w[$1]}" "$(fmt_mib "${r[$1]}")" "${b[$1]}" "$2" "$(wall_range "$1")"
+    else
+      printf '%-14s %10s %14s %14s %18s\n' "$1" "${w[$1]}" "$(fmt_mib "${r[$1]}")" "${b[$1]}" "$2"
+    fi
+  }
+  echo
+  if [ "$repeat" -gt 1 ]; then echo "database, $rows rows (median of $repeat runs by wall time; load average now $(cut -d' ' -f1-3 /proc/loadavg)):"
+  else echo "database, $rows rows (load average now $(cut -d' ' -f1-3 /proc/loadavg)):"; fi
+  if [ "$repeat" -gt 1 ]; then
+    printf '%-14s %10s %14s %14s %18s %14s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/cli_wall" wall_min-max
+  else
+    printf '%-14s %10s %14s %14s %18s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/cli_wall"
+  fi
+  db_row psql-copy -
+  db_row mariadb-cli -
+  db_row ehrlift-pg "$(ratio "${w[ehrlift-pg]}" "${w[psql-copy]}")"
+  db_row ehrlift-mysql "$(ratio "${w[ehrlift-mysql]}" "${w[mariadb-cli]}")"
+
+  # The team's targets, for information (never changes the exit status).
+  echo "target: ehrlift-pg wall <= psql-copy wall: ${w[ehrlift-pg]} s vs ${w[psql-copy]} s: $(awk -v a="${w[ehrlift-pg]}" -v b="${w[psql-copy]}" 'BEGIN { print (a <= b) ? "PASS" : "FAIL" }')"
+  echo "info: ehrlift-mysql wall / mariadb-cli wall: ${w[ehrlift-mysql]} s vs ${w[mariadb-cli]} s (x$(ratio "${w[ehrlift-mysql]}" "${w[mariadb-cli]}"))"
+  for t in ehrlift-pg ehrlift-mysql; do
+    rss_mb=$(awk -v k="${r[$t]}" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }')
+    echo "target: $t peak RSS < 200 MB: $rss_mb MB: $(awk -v m="$rss_mb" 'BEGIN { print (m < 200) ? "PASS" : "FAIL" }')"
+  done
+done
+
+if [ ${#rows_list[@]} -gt 1 ]; then
+  first=${rows_list[0]} last=${rows_list[-1]}
+  read -r pg_a my_a <<<"${db_rss[$first]}"
+  read -r pg_b my_b <<<"${db_rss[$last]}"
+  echo
+  echo "database RSS growth, $first -> $last rows (target: flat, within 20%):"
+  for t in ehrlift-pg:"$pg_a":"$pg_b" ehrlift-mysql:"$my_a":"$my_b"; do
+    IFS=: read -r name ra rb <<<"$t"
+    awk -v n="$name" -v ra="$ra" -v rb="$rb" 'BEGIN {
+      g = 100 * (rb - ra) / ra
+      printf "  %-14s peak RSS %.1f -> %.1f MiB (%+.1f%%): %s\n", n, ra / 1024, rb / 1024, g, (g <= 20 && g >= -20) ? "PASS" : "FAIL" }'
   done
 fi

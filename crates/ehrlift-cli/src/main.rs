@@ -57,8 +57,11 @@ enum Command {
         /// Threads encoding Parquet columns (default: the plan's `encode_threads`; 0 = one per core).
         #[arg(long, value_name = "N")]
         encode_threads: Option<usize>,
+        /// Tables extracted at the same time, 1 to 64 (default: the plan's `[run] jobs`, else 1).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: Option<u16>,
     },
-    /// Check a plan, its mappings and its source files' headers; writes nothing.
+    /// Check a plan, its mappings, its source files' headers and its database tables; writes nothing.
     ///
     /// Example: ehrlift validate mappings/synthea/ehrlift.toml
     Validate {
@@ -152,8 +155,8 @@ fn main() -> ExitCode {
     progress::init_tracing(cli.log_format == LogFormat::Json, cli.verbose, ui.clone());
     install_panic_hook();
     let result = match &cli.command {
-        Command::Run { plan, dest, fresh, json, encode_threads } => {
-            cmd_run(&cli, &ui, plan, dest.as_deref(), *fresh, *json, *encode_threads)
+        Command::Run { plan, dest, fresh, json, encode_threads, jobs } => {
+            cmd_run(&cli, &ui, plan, dest.as_deref(), *fresh, *json, *encode_threads, *jobs)
         }
         Command::Validate { plan, json } => cmd_validate(plan, *json),
         Command::Verify { url, json } => cmd_verify(url, *json),
@@ -229,10 +232,14 @@ fn cmd_run(
     fresh: bool,
     json: bool,
     encode_threads: Option<usize>,
+    jobs: Option<u16>,
 ) -> Result<u8, Failure> {
     let mut plan = load(plan_path)?;
     if let Some(n) = encode_threads {
         plan.run.encode_threads = n;
+    }
+    if let Some(n) = jobs {
+        plan.run.jobs = usize::from(n);
     }
     let store = store_for(&plan, dest)?;
     let reporter: Arc<dyn ehrlift_core::Reporter> = match cli.progress {

@@ -66,6 +66,18 @@ pub enum Reason {
     UnsupportedFileEncoding,
     /// A `shift_date` column's patient key is null: the date cannot be shifted, so it is not written.
     MissingShiftKey,
+    /// Text is not a time of day.
+    InvalidTime,
+    /// Text is not a UUID.
+    InvalidUuid,
+    /// Text is not JSON.
+    InvalidJson,
+    /// A typed source value does not fit the column's declared type without loss.
+    OutOfRange,
+    /// A MySQL zero date (`0000-00-00`, or a zero month or day) under `zero_dates = "quarantine"`.
+    ZeroDate,
+    /// A source value Arrow cannot hold (`infinity` dates, `NaN` decimals, multi-dimensional arrays).
+    UnrepresentableValue,
 }
 
 impl Reason {
@@ -88,6 +100,12 @@ impl Reason {
             Reason::NullNotAllowed => "null_not_allowed",
             Reason::UnsupportedFileEncoding => "unsupported_file_encoding",
             Reason::MissingShiftKey => "missing_shift_key",
+            Reason::InvalidTime => "invalid_time",
+            Reason::InvalidUuid => "invalid_uuid",
+            Reason::InvalidJson => "invalid_json",
+            Reason::OutOfRange => "value_out_of_range",
+            Reason::ZeroDate => "zero_date",
+            Reason::UnrepresentableValue => "unrepresentable_value",
         }
     }
 }

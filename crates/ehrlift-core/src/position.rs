@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// list, the byte offset in the (decompressed) file and the number of records
 /// already read from that file. A position at `file == files.len()` means the
 /// table has been read to the end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Position {
     /// Index into the table's sorted file list.
     pub file: u32,
@@ -16,6 +16,9 @@ pub struct Position {
     pub record: u64,
     /// 1-based physical line of the next record.
     pub line: u64,
+    /// Database sources: the sealed key of the last row read (keyset resume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// The source rows one object holds, from `first` (inclusive) to `end` (exclusive).

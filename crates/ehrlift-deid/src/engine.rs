@@ -277,7 +277,21 @@ impl TablePrivacy {
 
     fn scrub(&self, text: &StringArray, raw: &RecordBatch) -> ArrayRef {
         let scrubber = self.scrubber.as_ref().expect("scrubber compiled");
-        let ids: Vec<(&StringArray, Tag)> = self.row_ids.iter().map(|(i, t)| (raw.column(*i).as_string::<i32>(), *t)).collect();
+        // Identifiers from databases may be typed (an MRN as bigint): the scrubber looks for their text.
+        let owned: Vec<(ArrayRef, Tag)> = self
+            .row_ids
+            .iter()
+            .map(|(i, t)| {
+                let c = raw.column(*i);
+                let c = if c.data_type() == &DataType::Utf8 {
+                    c.clone()
+                } else {
+                    arrow_cast::cast(c, &DataType::Utf8).unwrap_or_else(|_| new_null_array(&DataType::Utf8, c.len()))
+                };
+                (c, *t)
+            })
+            .collect();
+        let ids: Vec<(&StringArray, Tag)> = owned.iter().map(|(a, t)| (a.as_string::<i32>(), *t)).collect();
         let mut b = StringBuilder::with_capacity(text.len(), text.value_data().len() + text.len() * 4);
         let mut row_ids: Vec<(&str, Tag)> = Vec::with_capacity(ids.len());
         let mut s = String::new();

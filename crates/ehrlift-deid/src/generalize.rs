@@ -109,7 +109,9 @@ fn zip_prefix(v: &str) -> Option<[u8; 3]> {
 
 /// Ages in years to text, every age over 89 as `90+`; negative ages become null.
 pub fn ages(input: &dyn Array) -> ArrayRef {
-    let a = input.as_primitive::<Int64Type>();
+    // Any integer width; an unsigned age beyond i64 is no age and becomes null.
+    let wide = arrow_cast::cast(input, &DataType::Int64).expect("integers cast to int64");
+    let a = wide.as_primitive::<Int64Type>();
     let mut b = StringBuilder::with_capacity(a.len(), a.len() * 3);
     let mut buf = itoa::Buffer::new();
     for v in a {
@@ -141,7 +143,10 @@ pub fn buckets(input: &dyn Array, bounds: &[f64], labels: &[String]) -> ArrayRef
     match input.data_type() {
         DataType::Int64 => input.as_primitive::<Int64Type>().iter().for_each(|v| put(v.map(|v| v as f64))),
         DataType::Float64 => input.as_primitive::<Float64Type>().iter().for_each(put),
-        other => unreachable!("bucket is validated to int64 and float64, found {other}"),
+        _ => {
+            let wide = arrow_cast::cast(input, &DataType::Float64).expect("bucket is validated to integer and float types");
+            wide.as_primitive::<Float64Type>().iter().for_each(put)
+        }
     }
     Arc::new(b.finish())
 }

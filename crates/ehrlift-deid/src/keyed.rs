@@ -8,7 +8,7 @@ use aes_siv::KeyInit;
 use aes_siv::siv::Aes256Siv;
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Date32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::types::{Date32Type, Int64Type, TimestampMicrosecondType, UInt64Type};
 use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, PrimitiveArray};
 use arrow_schema::DataType;
 use base64::Engine;
@@ -31,7 +31,37 @@ pub(crate) fn for_each_text(input: &dyn Array, mut f: impl FnMut(Option<&str>)) 
                 f(v.map(|v| buf.format(v)));
             }
         }
-        other => unreachable!("keyed rules are validated to utf8 or int64, found {other}"),
+        DataType::UInt64 => {
+            let mut buf = itoa::Buffer::new();
+            for v in input.as_primitive::<UInt64Type>() {
+                f(v.map(|v| buf.format(v)));
+            }
+        }
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => {
+            // Every narrower integer fits in i64, so the text is the same as for int64.
+            let wide = arrow_cast::cast(input, &DataType::Int64).expect("integers widen to int64");
+            for_each_text(wide.as_ref(), f)
+        }
+        DataType::FixedSizeBinary(16) => {
+            // UUIDs key as their canonical lowercase hyphenated text, as a text column holds them.
+            let mut s = String::with_capacity(36);
+            for v in input.as_fixed_size_binary() {
+                match v {
+                    Some(b) => {
+                        s.clear();
+                        for (i, byte) in b.iter().enumerate() {
+                            if matches!(i, 4 | 6 | 8 | 10) {
+                                s.push('-');
+                            }
+                            s.push_str(&format!("{byte:02x}"));
+                        }
+                        f(Some(&s));
+                    }
+                    None => f(None),
+                }
+            }
+        }
+        other => unreachable!("keyed rules are validated to text, integers and uuids, found {other}"),
     }
 }
 

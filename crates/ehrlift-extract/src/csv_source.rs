@@ -80,7 +80,13 @@ impl Base {
     }
 
     fn end(&self, file: u32, p: &csv::Position) -> Position {
-        Position { file, byte: self.byte + p.byte(), record: (self.record + p.record() as i64) as u64, line: self.line + p.line() - 1 }
+        Position {
+            file,
+            byte: self.byte + p.byte(),
+            record: (self.record + p.record() as i64) as u64,
+            line: self.line + p.line() - 1,
+            cursor: None,
+        }
     }
 }
 
@@ -149,18 +155,18 @@ impl CsvTableSource {
                 return Ok(None);
             }
             if self.open.is_none() {
-                self.open = Some(self.open_file(self.pos.file, self.pos)?);
+                self.open = Some(self.open_file(self.pos.file, self.pos.clone())?);
             }
             let open = self.open.as_mut().expect("opened");
             if let Some(reason) = open.rejected_file.take() {
-                let start = self.pos;
+                let start = self.pos.clone();
                 let origin = RowOrigin { file: start.file, record: 0, line: 1, byte: 0 };
                 self.advance_file();
                 let batch = RecordBatch::new_empty(self.schema.clone());
                 let rejected = vec![Rejection { origin, column: None, reason }];
                 return Ok(Some(self.emit(batch, Vec::new(), rejected, start)));
             }
-            let start = self.pos;
+            let start = self.pos.clone();
             let (batch, rows, rejected, end) = self.read_records(limit)?;
             if batch.num_rows() == 0 && rejected.is_empty() {
                 self.advance_file();
@@ -174,12 +180,12 @@ impl CsvTableSource {
     fn emit(&mut self, batch: RecordBatch, rows: Vec<RowOrigin>, rejected: Vec<Rejection>, start: Position) -> SourceBatch {
         let seq = self.seq;
         self.seq += 1;
-        SourceBatch { table: self.table.clone(), seq, batch, rows, start, end: self.pos, rejected }
+        SourceBatch { table: self.table.clone(), seq, batch, rows, start, end: self.pos.clone(), rejected }
     }
 
     fn advance_file(&mut self) {
         self.open = None;
-        self.pos = Position { file: self.pos.file + 1, byte: 0, record: 0, line: 1 };
+        self.pos = Position { file: self.pos.file + 1, byte: 0, record: 0, line: 1, cursor: None };
     }
 
     #[allow(clippy::type_complexity)]
@@ -298,9 +304,9 @@ impl CsvTableSource {
                 names.push(s.clone());
             }
             let p = reader.position();
-            (names, Position { file: idx, byte: p.byte(), record: 0, line: p.line() })
+            (names, Position { file: idx, byte: p.byte(), record: 0, line: p.line(), cursor: None })
         } else {
-            (self.options.columns.clone(), Position { file: idx, byte: 0, record: 0, line: 1 })
+            (self.options.columns.clone(), Position { file: idx, byte: 0, record: 0, line: 1, cursor: None })
         };
         let projection = self.project(path, &names)?;
         let width = names.len();

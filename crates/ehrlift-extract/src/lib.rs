@@ -6,6 +6,7 @@
 
 mod csv_source;
 mod error;
+pub mod sql;
 
 pub use csv_source::{CsvTableSource, SourceFile, list_files};
 pub use error::SourceError;

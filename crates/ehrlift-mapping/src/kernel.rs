@@ -8,10 +8,15 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    BooleanBuilder, Date32Builder, Decimal128Builder, Decimal256Builder, FixedSizeBinaryBuilder, Float32Builder, Float64Builder,
+    PrimitiveBuilder, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    ArrowPrimitiveType, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow_array::{Array, ArrayRef, StringArray};
-use arrow_buffer::{BooleanBufferBuilder, NullBuffer};
+use arrow_buffer::{BooleanBufferBuilder, NullBuffer, i256};
 use arrow_schema::{DataType, Field, TimeUnit};
 use ehrlift_core::Reason;
 
@@ -65,7 +70,7 @@ impl ColumnKernel {
 
     /// The output field.
     pub fn field(&self) -> Field {
-        Field::new(&self.name, data_type(self.ty), self.nullable)
+        field(&self.name, self.ty, self.nullable)
     }
 
     /// Output column name.
@@ -102,8 +107,17 @@ impl ColumnKernel {
         Ok(Some(v))
     }
 
-    /// Converts one raw column. Failed rows are null in the result and listed in `errors`.
-    pub fn apply(&self, input: &StringArray, errors: &mut Vec<CellError>) -> ArrayRef {
+    /// Converts one raw column: text from file sources (trim, null tokens, recode, parse),
+    /// or typed values from databases (checked conversion). Failed rows are null in the
+    /// result and listed in `errors`.
+    pub fn apply(&self, input: &dyn Array, errors: &mut Vec<CellError>) -> ArrayRef {
+        match input.as_string_opt::<i32>() {
+            Some(text) => self.apply_text(text, errors),
+            None => self.apply_typed(input, errors),
+        }
+    }
+
+    fn apply_text(&self, input: &StringArray, errors: &mut Vec<CellError>) -> ArrayRef {
         let n = input.len();
         macro_rules! run {
             ($builder:expr, |$v:ident| $parse:expr) => {{
@@ -133,6 +147,14 @@ impl ColumnKernel {
                 Arc::new(b.finish()) as ArrayRef
             }};
         }
+        fn ints<T: ArrowPrimitiveType>() -> PrimitiveBuilder<T> {
+            PrimitiveBuilder::<T>::new()
+        }
+        macro_rules! int {
+            ($t:ty, $native:ty) => {
+                run!(ints::<$t>(), |v| v.parse::<$native>().map_err(|_| Reason::InvalidInteger))
+            };
+        }
         match self.ty {
             ColumnType::Utf8 => {
                 if !self.trim && self.recode.is_none() {
@@ -140,11 +162,27 @@ impl ColumnKernel {
                 }
                 run!(StringBuilder::with_capacity(n, input.value_data().len()), |v| Ok::<_, Reason>(v))
             }
-            ColumnType::Int64 => run!(Int64Builder::with_capacity(n), |v| v.parse::<i64>().map_err(|_| Reason::InvalidInteger)),
+            ColumnType::Json => run!(StringBuilder::with_capacity(n, input.value_data().len()), |v| {
+                serde_json::from_str::<serde::de::IgnoredAny>(v).map(|_| v).map_err(|_| Reason::InvalidJson)
+            }),
+            ColumnType::Int8 => int!(Int8Type, i8),
+            ColumnType::Int16 => int!(Int16Type, i16),
+            ColumnType::Int32 => int!(Int32Type, i32),
+            ColumnType::Int64 => int!(Int64Type, i64),
+            ColumnType::UInt8 => int!(UInt8Type, u8),
+            ColumnType::UInt16 => int!(UInt16Type, u16),
+            ColumnType::UInt32 => int!(UInt32Type, u32),
+            ColumnType::UInt64 => int!(UInt64Type, u64),
+            ColumnType::Float32 => run!(Float32Builder::with_capacity(n), |v| v.parse::<f32>().map_err(|_| Reason::InvalidFloat)),
             ColumnType::Float64 => run!(Float64Builder::with_capacity(n), |v| v.parse::<f64>().map_err(|_| Reason::InvalidFloat)),
-            ColumnType::Decimal { precision, scale } => {
+            ColumnType::Decimal { precision, scale } if precision <= 38 => {
                 run!(Decimal128Builder::with_capacity(n).with_precision_and_scale(precision, scale).expect("validated decimal"), |v| {
                     parse_decimal(v, precision, scale)
+                })
+            }
+            ColumnType::Decimal { precision, scale } => {
+                run!(Decimal256Builder::with_capacity(n).with_precision_and_scale(precision, scale).expect("validated decimal"), |v| {
+                    parse_decimal256(v, precision, scale)
                 })
             }
             ColumnType::Bool => run!(BooleanBuilder::with_capacity(n), |v| self.parse_bool(v)),
@@ -152,6 +190,7 @@ impl ColumnKernel {
                 let t = self.temporal.as_ref().expect("temporal parser");
                 run!(Date32Builder::with_capacity(n), |v| t.date(v))
             }
+            ColumnType::Time => run!(Time64MicrosecondBuilder::with_capacity(n), |v| parse_time(v)),
             ColumnType::Timestamp => {
                 let t = self.temporal.as_ref().expect("temporal parser");
                 run!(TimestampMicrosecondBuilder::with_capacity(n), |v| t.naive_micros(v))
@@ -160,7 +199,78 @@ impl ColumnKernel {
                 let t = self.temporal.as_ref().expect("temporal parser");
                 run!(TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"), |v| t.instant_micros(v, &self.timezone))
             }
+            ColumnType::Uuid => run!(UuidBuilder(FixedSizeBinaryBuilder::with_capacity(n, 16)), |v| parse_uuid(v)),
+            ColumnType::Binary | ColumnType::List(_) => {
+                // Loading refuses these types for text sources; a text column of a database
+                // declared binary or list is a mapping error found when the table opens.
+                unreachable!("binary and list columns read typed database values")
+            }
         }
+    }
+
+    /// A database value already typed: passed through when it is the declared type, else
+    /// converted and checked so that nothing is rounded, truncated or wrapped silently.
+    fn apply_typed(&self, input: &dyn Array, errors: &mut Vec<CellError>) -> ArrayRef {
+        let target = data_type(self.ty);
+        let out: ArrayRef = if input.data_type() == &target {
+            input.slice(0, input.len())
+        } else if let (DataType::Timestamp(TimeUnit::Microsecond, None), ColumnType::TimestampTz) = (input.data_type(), self.ty) {
+            // A wall-clock time of a zone-less column: the instant it was in the column's zone.
+            let naive = input.as_primitive::<TimestampMicrosecondType>();
+            let mut b = TimestampMicrosecondBuilder::with_capacity(naive.len()).with_timezone("UTC");
+            for (i, v) in naive.iter().enumerate() {
+                match v.map(|v| local_micros_to_instant(v, &self.timezone)) {
+                    Some(Ok(x)) => b.append_value(x),
+                    Some(Err(reason)) => {
+                        b.append_null();
+                        errors.push((i as u32, reason));
+                    }
+                    None => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        } else {
+            let opts = arrow_cast::CastOptions { safe: true, ..Default::default() };
+            let out = arrow_cast::cast_with_options(input, &target, &opts).expect("conversion checked when the table opened");
+            // Floats and text are explicit lossy or exact choices; everything else must
+            // convert back to the very same value.
+            let exact = !matches!(self.ty, ColumnType::Float32 | ColumnType::Float64 | ColumnType::Utf8 | ColumnType::Json);
+            let back = if exact { arrow_cast::cast_with_options(&out, input.data_type(), &opts).ok() } else { None };
+            let same = back.as_ref().map(|b| arrow_ord::cmp::not_distinct(&b.as_ref(), &input).expect("same types"));
+            let reason = match (self.ty, input.data_type()) {
+                (ColumnType::Decimal { .. }, _) => Reason::DecimalOutOfRange,
+                (_, DataType::Binary) => Reason::InvalidEncoding,
+                _ => Reason::OutOfRange,
+            };
+            let mut bad = Vec::new();
+            for i in 0..input.len() {
+                if input.is_valid(i) && (out.is_null(i) || same.as_ref().is_some_and(|s| !s.value(i))) {
+                    bad.push(i);
+                    errors.push((i as u32, reason));
+                }
+            }
+            if bad.is_empty() {
+                out
+            } else {
+                let mut valid = BooleanBufferBuilder::new(out.len());
+                for i in 0..out.len() {
+                    valid.append(out.is_valid(i));
+                }
+                for i in bad {
+                    valid.set_bit(i, false);
+                }
+                let data = out.to_data().into_builder().nulls(Some(NullBuffer::new(valid.finish()))).build().expect("same layout");
+                arrow_array::make_array(data)
+            }
+        };
+        if !self.nullable {
+            for i in 0..input.len() {
+                if input.is_null(i) {
+                    errors.push((i as u32, Reason::NullNotAllowed));
+                }
+            }
+        }
+        out
     }
 
     /// Text with only null tokens to apply: the values buffer is shared, only the
@@ -194,15 +304,145 @@ impl ColumnKernel {
 /// Arrow type of an output column type.
 pub fn data_type(ty: ColumnType) -> DataType {
     match ty {
-        ColumnType::Utf8 => DataType::Utf8,
+        ColumnType::Utf8 | ColumnType::Json => DataType::Utf8,
+        ColumnType::Int8 => DataType::Int8,
+        ColumnType::Int16 => DataType::Int16,
+        ColumnType::Int32 => DataType::Int32,
         ColumnType::Int64 => DataType::Int64,
+        ColumnType::UInt8 => DataType::UInt8,
+        ColumnType::UInt16 => DataType::UInt16,
+        ColumnType::UInt32 => DataType::UInt32,
+        ColumnType::UInt64 => DataType::UInt64,
+        ColumnType::Float32 => DataType::Float32,
         ColumnType::Float64 => DataType::Float64,
-        ColumnType::Decimal { precision, scale } => DataType::Decimal128(precision, scale),
+        ColumnType::Decimal { precision, scale } if precision <= 38 => DataType::Decimal128(precision, scale),
+        ColumnType::Decimal { precision, scale } => DataType::Decimal256(precision, scale),
         ColumnType::Bool => DataType::Boolean,
         ColumnType::Date32 => DataType::Date32,
+        ColumnType::Time => DataType::Time64(TimeUnit::Microsecond),
         ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
         ColumnType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ColumnType::Binary => DataType::Binary,
+        ColumnType::Uuid => DataType::FixedSizeBinary(16),
+        ColumnType::List(e) => DataType::List(Arc::new(field("item", e.scalar(), true))),
     }
+}
+
+/// The Arrow field of a column: its type, and Arrow's canonical extension name for
+/// UUIDs and JSON so readers know what the bytes and text are.
+pub fn field(name: &str, ty: ColumnType, nullable: bool) -> Field {
+    let f = Field::new(name, data_type(ty), nullable);
+    let ext = match ty {
+        ColumnType::Uuid => "arrow.uuid",
+        ColumnType::Json => "arrow.json",
+        _ => return f,
+    };
+    f.with_metadata(std::collections::HashMap::from([("ARROW:extension:name".to_owned(), ext.to_owned())]))
+}
+
+/// A builder of 16-byte UUIDs with the infallible interface the text loop expects.
+struct UuidBuilder(FixedSizeBinaryBuilder);
+
+impl UuidBuilder {
+    fn append_value(&mut self, v: [u8; 16]) {
+        self.0.append_value(v).expect("16 bytes");
+    }
+
+    fn append_null(&mut self) {
+        self.0.append_null();
+    }
+
+    fn finish(&mut self) -> arrow_array::FixedSizeBinaryArray {
+        self.0.finish()
+    }
+}
+
+/// Whether a typed source column can be read as `ty` (the check is per value after that).
+pub fn can_convert(from: &DataType, ty: ColumnType) -> bool {
+    let to = data_type(ty);
+    from == &to
+        || matches!(from, DataType::Utf8) && ty.parses_from_text()
+        || matches!((from, ty), (DataType::Timestamp(TimeUnit::Microsecond, None), ColumnType::TimestampTz))
+        || !matches!(ty, ColumnType::Uuid | ColumnType::Json) && !matches!(from, DataType::FixedSizeBinary(_)) && arrow_cast::can_cast_types(from, &to)
+        || matches!((from, ty), (DataType::FixedSizeBinary(16), ColumnType::Utf8))
+        // Text a driver reports as bytes (MySQL text with a binary collation): UTF-8 checked per value.
+        || matches!((from, ty), (DataType::Binary, ColumnType::Utf8 | ColumnType::Json))
+}
+
+/// A wall-clock microsecond count in `tz` to the UTC instant; gaps and overlaps quarantine.
+fn local_micros_to_instant(v: i64, tz: &chrono_tz::Tz) -> Result<i64, Reason> {
+    use chrono::TimeZone;
+    let dt = chrono::DateTime::from_timestamp_micros(v).ok_or(Reason::OutOfRange)?.naive_utc();
+    tz.from_local_datetime(&dt).single().map(|t| t.timestamp_micros()).ok_or(Reason::AmbiguousLocalTime)
+}
+
+/// `HH:MM[:SS[.ffffff]]` to microseconds since midnight.
+fn parse_time(v: &str) -> Result<i64, Reason> {
+    let t = chrono::NaiveTime::parse_from_str(v, "%H:%M:%S%.f")
+        .or_else(|_| chrono::NaiveTime::parse_from_str(v, "%H:%M"))
+        .map_err(|_| Reason::InvalidTime)?;
+    use chrono::Timelike;
+    Ok(i64::from(t.num_seconds_from_midnight()) * 1_000_000 + i64::from(t.nanosecond() / 1000))
+}
+
+/// A UUID in its usual text forms (hyphens optional, braces allowed, any case).
+pub fn parse_uuid(v: &str) -> Result<[u8; 16], Reason> {
+    let v = v.strip_prefix('{').and_then(|r| r.strip_suffix('}')).unwrap_or(v);
+    let mut out = [0u8; 16];
+    let mut n = 0;
+    let mut hi: Option<u8> = None;
+    for c in v.bytes() {
+        if c == b'-' {
+            continue;
+        }
+        let d = (c as char).to_digit(16).ok_or(Reason::InvalidUuid)? as u8;
+        match hi.take() {
+            None => hi = Some(d),
+            Some(h) => {
+                *out.get_mut(n).ok_or(Reason::InvalidUuid)? = h << 4 | d;
+                n += 1;
+            }
+        }
+    }
+    if n == 16 && hi.is_none() && (v.len() == 32 || v.len() == 36) { Ok(out) } else { Err(Reason::InvalidUuid) }
+}
+
+/// [`parse_decimal`] for precisions above 38 (256-bit).
+pub fn parse_decimal256(s: &str, precision: u8, scale: i8) -> Result<i256, Reason> {
+    let (neg, digits) = decimal_digits(s, precision, scale)?;
+    let v = i256::from_string(&digits).ok_or(Reason::DecimalOutOfRange)?;
+    Ok(if neg { v.wrapping_neg() } else { v })
+}
+
+/// The unscaled digits of a plain decimal, checked against precision and scale.
+fn decimal_digits(s: &str, precision: u8, scale: i8) -> Result<(bool, String), Reason> {
+    let b = s.as_bytes();
+    let (neg, body) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        Some(b'+') => (false, &b[1..]),
+        _ => (false, b),
+    };
+    let (int, frac) = match body.iter().position(|&c| c == b'.') {
+        Some(p) => (&body[..p], &body[p + 1..]),
+        None => (body, &body[..0]),
+    };
+    if (int.is_empty() && frac.is_empty()) || !int.iter().chain(frac).all(u8::is_ascii_digit) {
+        return Err(Reason::InvalidDecimal);
+    }
+    let scale = scale as usize;
+    let (kept, extra) = frac.split_at(frac.len().min(scale));
+    if extra.iter().any(|&c| c != b'0') {
+        return Err(Reason::DecimalOutOfRange);
+    }
+    let int = &int[int.iter().position(|&c| c != b'0').unwrap_or(int.len())..];
+    if int.len() > precision as usize - scale {
+        return Err(Reason::DecimalOutOfRange);
+    }
+    let mut digits = String::with_capacity(precision as usize + 1);
+    digits.push('0');
+    digits.extend(int.iter().chain(kept).map(|&c| c as char));
+    digits.extend(std::iter::repeat_n('0', scale - kept.len()));
+    Ok((neg, digits))
 }
 
 /// Parses a plain decimal (`-12.50`, `+3`, `.5`) exactly: no exponent, and no digit

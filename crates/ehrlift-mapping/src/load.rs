@@ -12,7 +12,8 @@ use crate::interpolate::Env;
 use crate::model::*;
 
 const PLAN_KEYS: &[&str] = &["project", "include", "destination", "privacy", "keys", "run", "sources"];
-const MAPPING_KEYS: &[&str] = &["table", "description", "source", "files", "resume", "key", "drop", "csv", "columns"];
+const MAPPING_KEYS: &[&str] =
+    &["table", "description", "source", "files", "source_table", "query", "chunk_rows", "resume", "key", "drop", "csv", "columns"];
 const COLUMN_KEYS: &[&str] = &[
     "name",
     "dictionary",
@@ -227,6 +228,9 @@ fn check_run(cx: &mut FileCx<'_>, doc: &Fields, run: &RunSettings) {
     if !(1..=22).contains(&run.zstd_level) {
         cx.error(line, "[run]: `zstd_level` must be from 1 to 22");
     }
+    if run.jobs == 0 || run.jobs > 64 {
+        cx.error(line, "[run]: `jobs` must be from 1 to 64");
+    }
     if run.encode_threads > 256 {
         cx.error(line, "[run]: `encode_threads` must be from 0 (one per core) to 256");
     }
@@ -238,19 +242,124 @@ fn check_run(cx: &mut FileCx<'_>, doc: &Fields, run: &RunSettings) {
 fn load_source(cx: &mut FileCx<'_>, dir: &Path, name: &str, value: Spanned<Value>) -> Option<Source> {
     let mut t = sub_table(cx, value, format!("[sources.{name}]"))?;
     check_name(cx, t.line, "source", name);
-    let kind: Option<String> = t.req(cx, "kind", "the source kind: \"csv\"");
-    let sdir: Option<String> = t.req(cx, "dir", "the directory the tables' file globs are relative to");
-    let options = t.opt::<CsvOptions>(cx, "csv").unwrap_or_default();
+    let kind: Option<String> = t.req(cx, "kind", "the source kind: \"csv\", \"postgres\", \"mysql\" or \"sqlite\"");
     let line = t.line;
-    t.finish(cx, &["kind", "dir", "csv"]);
+    let what = format!("[sources.{name}]");
     match kind.as_deref() {
-        Some("csv") => Some(Source { name: name.to_owned(), kind: SourceKind::Csv { dir: resolve(dir, &sdir?), options } }),
+        Some("csv") => {
+            let sdir: Option<String> = t.req(cx, "dir", "the directory the tables' file globs are relative to");
+            let options = t.opt::<CsvOptions>(cx, "csv").unwrap_or_default();
+            t.finish(cx, &["kind", "dir", "csv"]);
+            Some(Source { name: name.to_owned(), kind: SourceKind::Csv { dir: resolve(dir, &sdir?), options } })
+        }
+        Some(k @ ("postgres" | "mysql" | "sqlite")) => {
+            let engine = match k {
+                "postgres" => Engine::Postgres,
+                "mysql" => Engine::Mysql,
+                _ => Engine::Sqlite,
+            };
+            let url_line = t.line_of(cx, "url");
+            let url: Option<String> = t.opt(cx, "url");
+            let url_env: Option<String> = t.opt(cx, "url_env");
+            let url_file: Option<String> = t.opt(cx, "url_file");
+            let path: Option<String> = t.opt(cx, "path");
+            let pw_line = t.line_of(cx, "password_file");
+            let password_file: Option<String> = t.opt(cx, "password_file");
+            let zero_line = t.line_of(cx, "zero_dates");
+            let zero_dates: Option<ZeroDates> = t.opt(cx, "zero_dates");
+            t.finish(cx, &["kind", "url", "url_env", "url_file", "path", "password_file", "zero_dates"]);
+            if zero_dates.is_some() && engine != Engine::Mysql {
+                cx.error(Some(zero_line), format!("{what}: `zero_dates` applies only to mysql sources"));
+            }
+            let given = [url.is_some(), url_env.is_some(), url_file.is_some(), path.is_some()].iter().filter(|b| **b).count();
+            let expected = if engine == Engine::Sqlite {
+                "`path` (the database file, relative to the plan) or one of `url`, `url_env`, `url_file`"
+            } else {
+                "one of `url`, `url_env` (an environment variable holding the URL) or `url_file` (a file holding it)"
+            };
+            if given != 1 {
+                cx.error(Some(url_line), format!("{what}: give exactly {expected}"));
+                return None;
+            }
+            if path.is_some() && engine != Engine::Sqlite {
+                cx.error(Some(url_line), format!("{what}: `path` is for sqlite; give {expected}"));
+                return None;
+            }
+            let raw = if let Some(u) = url {
+                u
+            } else if let Some(var) = url_env {
+                match cx.env.var(&var) {
+                    Some(v) if !v.is_empty() => v,
+                    _ => {
+                        cx.error(Some(url_line), format!("{what}: `url_env`: environment variable {var} is not set"));
+                        return None;
+                    }
+                }
+            } else if let Some(f) = url_file {
+                let p = resolve(dir, &f);
+                match std::fs::read_to_string(&p) {
+                    Ok(v) => v.trim().to_owned(),
+                    Err(e) => {
+                        cx.error(Some(url_line), format!("{what}: `url_file`: cannot read {}: {e}", p.display()));
+                        return None;
+                    }
+                }
+            } else {
+                let p = resolve(dir, path.as_deref().unwrap_or_default());
+                format!("sqlite://{}", p.display())
+            };
+            let mut url = raw;
+            let scheme_ok = match engine {
+                Engine::Postgres => url.starts_with("postgres://") || url.starts_with("postgresql://"),
+                Engine::Mysql => url.starts_with("mysql://") || url.starts_with("mariadb://"),
+                Engine::Sqlite => url.starts_with("sqlite:"),
+            };
+            if !scheme_ok {
+                cx.error(Some(url_line), format!("{what}: the URL `{}` does not fit kind = \"{k}\"", redact_url(&url)));
+                return None;
+            }
+            if let Some(rest) = url.strip_prefix("mariadb://") {
+                url = format!("mysql://{rest}");
+            }
+            if let Some(f) = password_file {
+                let p = resolve(dir, &f);
+                match std::fs::read_to_string(&p) {
+                    Ok(pw) => match with_password(&url, pw.trim_end_matches(['\r', '\n'])) {
+                        Some(u) => url = u,
+                        None => cx.error(Some(pw_line), format!("{what}: `password_file`: the URL has no user to give the password to")),
+                    },
+                    Err(e) => cx.error(Some(pw_line), format!("{what}: `password_file`: cannot read {}: {e}", p.display())),
+                }
+            }
+            Some(Source {
+                name: name.to_owned(),
+                kind: SourceKind::Database(DatabaseSource { engine, url: SecretUrl::new(url), zero_dates: zero_dates.unwrap_or_default() }),
+            })
+        }
         Some(other) => {
-            cx.error(Some(line), format!("[sources.{name}]: unknown kind `{other}`; expected \"csv\""));
+            cx.error(Some(line), format!("{what}: unknown kind `{other}`; expected \"csv\", \"postgres\", \"mysql\" or \"sqlite\""));
             None
         }
         None => None,
     }
+}
+
+/// `scheme://user@host/…` with `password` put in (percent-encoded); `None` without a user.
+fn with_password(url: &str, password: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (auth_host, path) = rest.split_at(end);
+    let (auth, host) = auth_host.rsplit_once('@')?;
+    let user = auth.split_once(':').map_or(auth, |(u, _)| u);
+    let mut enc = String::new();
+    for b in password.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            enc.push(b as char);
+        } else {
+            enc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Some(format!("{scheme}://{user}:{enc}@{host}{path}"))
 }
 
 fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, diags: &mut Diagnostics) -> Option<Mapping> {
@@ -277,8 +386,13 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
         }
         found
     });
+    let is_db = matches!(source.map(|s| &s.kind), Some(SourceKind::Database(_)));
     let files_line = doc.line_of(&cx, "files");
     let files: Vec<String> = match doc.take_raw("files") {
+        Some(_) if is_db => {
+            cx.error(Some(files_line), "`files` is for file sources; a database mapping names `source_table` or `query`");
+            Vec::new()
+        }
         Some(v) => {
             let mut v = v.into_inner();
             match cx.expand(&mut v).map(|_| v) {
@@ -296,16 +410,38 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
                 }
             }
         }
+        None if is_db || source.is_none() => Vec::new(),
         None => {
             cx.error(Some(1), "mapping: missing `files` (a glob relative to the source's dir)");
             Vec::new()
         }
     };
+    let rel_line = doc.line_of(&cx, "source_table");
+    let source_table: Option<String> = doc.opt(&mut cx, "source_table");
+    let query_line = doc.line_of(&cx, "query");
+    let query: Option<String> = doc.opt(&mut cx, "query");
+    let chunk_line = doc.line_of(&cx, "chunk_rows");
+    let chunk_rows: Option<u64> = doc.opt(&mut cx, "chunk_rows");
     let resume_line = doc.line_of(&cx, "resume");
-    if let Some(r) = doc.opt::<String>(&mut cx, "resume")
-        && r != "position"
-    {
-        cx.error(Some(resume_line), format!("`resume`: unknown `{r}`; file sources resume by \"position\" (file, byte offset, record)"));
+    let resume_raw: Option<String> = doc.opt(&mut cx, "resume");
+    if !is_db {
+        for (present, key, line) in [
+            (source_table.is_some(), "source_table", rel_line),
+            (query.is_some(), "query", query_line),
+            (chunk_rows.is_some(), "chunk_rows", chunk_line),
+        ] {
+            if present && source.is_some() {
+                cx.error(Some(line), format!("`{key}` is for database sources"));
+            }
+        }
+        if let Some(r) = &resume_raw
+            && r != "position"
+        {
+            cx.error(
+                Some(resume_line),
+                format!("`resume`: unknown `{r}`; file sources resume by \"position\" (file, byte offset, record)"),
+            );
+        }
     }
     let key: Vec<String> = doc.opt(&mut cx, "key").unwrap_or_default();
     let key_line = doc.line_of(&cx, "key");
@@ -316,6 +452,12 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
     let csv_override = doc.take_raw("csv");
     let csv = match source.map(|s| &s.kind) {
         Some(SourceKind::Csv { options, .. }) => merge_csv(&mut cx, options, csv_override, csv_line),
+        Some(SourceKind::Database(_)) => {
+            if csv_override.is_some() {
+                cx.error(Some(csv_line), "`csv` is for file sources");
+            }
+            CsvOptions::default()
+        }
         None => CsvOptions::default(),
     };
 
@@ -363,8 +505,10 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
     }
     for k in &key {
         match columns.iter().find(|c| &c.name == k) {
+            // A database key only orders and resumes the reading: it may be any source column.
+            None if is_db && (columns.iter().any(|c| &c.from == k) || drop.contains(k)) => {}
             None => cx.error(Some(key_line), format!("`key`: `{k}` is not an output column")),
-            Some(c) if c.rule == Rule::Drop => cx.error(Some(key_line), format!("`key`: column `{k}` is dropped")),
+            Some(c) if c.rule == Rule::Drop && !is_db => cx.error(Some(key_line), format!("`key`: column `{k}` is dropped")),
             Some(_) => {}
         }
     }
@@ -375,9 +519,79 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
                 cx.error(Some(c.line), format!("column `{}`: `from = \"{}\"` is not in the csv `columns` list", c.name, c.from));
             }
         }
-    } else if !csv.header {
+    } else if !csv.header && !is_db {
         cx.error(Some(csv_line), "[csv]: header = false needs `columns = [...]` naming the file's columns in order");
     }
+
+    let db = if is_db {
+        let relation = match (source_table, query) {
+            (Some(t), None) => {
+                if t.is_empty() || t.split('.').count() > 2 || t.split('.').any(str::is_empty) {
+                    cx.error(Some(rel_line), "`source_table`: expected a table name, optionally schema-qualified (`emr.patients`)");
+                }
+                Some(Relation::Table(t))
+            }
+            (None, Some(q)) => {
+                let head = q.trim_start().get(..6).unwrap_or_default().to_ascii_lowercase();
+                if head != "select" && !q.trim_start().to_ascii_lowercase().starts_with("with") {
+                    cx.error(Some(query_line), "`query`: expected a SELECT (or WITH … SELECT) statement");
+                }
+                if q.contains(';') {
+                    cx.error(Some(query_line), "`query`: one statement without `;` (it is wrapped as a subquery)");
+                }
+                Some(Relation::Query(q))
+            }
+            (Some(_), Some(_)) => {
+                cx.error(Some(query_line), "give `source_table` or `query`, not both");
+                None
+            }
+            (None, None) => {
+                cx.error(Some(1), "mapping: a database mapping needs `source_table` (a table or view) or `query` (a SELECT)");
+                None
+            }
+        };
+        let resume = match resume_raw.as_deref() {
+            None | Some("keyset") => Resume::Keyset,
+            Some("restart_table") => Resume::RestartTable,
+            Some(other) => {
+                cx.error(
+                    Some(resume_line),
+                    format!("`resume`: unknown `{other}`; database tables resume by \"keyset\" (after the last committed key) or \"restart_table\""),
+                );
+                Resume::Keyset
+            }
+        };
+        // `key` names output columns or source columns; keyset paging needs the source names.
+        let mut source_key = Vec::new();
+        for k in &key {
+            if let Some(c) = columns.iter().find(|c| &c.name == k) {
+                source_key.push(c.from.clone());
+            } else if columns.iter().any(|c| &c.from == k) || drop.contains(k) {
+                source_key.push(k.clone());
+            }
+        }
+        match resume {
+            Resume::Keyset if key.is_empty() => cx.error(
+                Some(resume_line),
+                "a database table needs `key` (its primary key or another unique, non-null column list) to resume mid-table; a table with no usable key must say resume = \"restart_table\"",
+            ),
+            Resume::RestartTable if !key.is_empty() => {
+                cx.error(Some(resume_line), "resume = \"restart_table\" ignores `key`; remove one of them")
+            }
+            _ => {}
+        }
+        if chunk_rows == Some(0) {
+            cx.error(Some(chunk_line), "`chunk_rows` must be at least 1");
+        }
+        relation.map(|relation| DbTable { relation, resume, key: source_key, chunk_rows: chunk_rows.unwrap_or(100_000) })
+    } else {
+        for c in &columns {
+            if !c.ty.parses_from_text() {
+                cx.error(Some(c.line), format!("column `{}`: type {} needs a database source", c.name, c.ty.name()));
+            }
+        }
+        None
+    };
 
     Some(Mapping {
         path: path.to_path_buf(),
@@ -387,6 +601,7 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
         files,
         csv,
         key,
+        db,
         drop,
         columns,
     })
@@ -434,7 +649,7 @@ fn load_column(cx: &mut FileCx<'_>, dir: &Path, mut f: Fields, hasher: &mut Sha2
     let _description: Option<String> = f.opt(cx, "description");
     let type_line = f.line_of(cx, "type");
     let ty = f
-        .req::<String>(cx, "type", "utf8, int64, float64, decimal(P,S), bool, date32, timestamp or timestamptz")
+        .req::<String>(cx, "type", TYPE_NAMES)
         .and_then(|t| t.parse::<ColumnType>().map_err(|e| cx.error(Some(type_line), format!("{}: `type`: {e}", f.what))).ok());
     let format_line = f.line_of(cx, "format");
     let formats: Vec<String> = match f.take_raw("format").map(Spanned::into_inner) {

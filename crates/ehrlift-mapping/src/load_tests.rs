@@ -72,7 +72,7 @@ rule = "drop"
     let plan = load_plan(&p, &env()).unwrap_or_else(|d| panic!("{d}"));
     let root = std::path::absolute(dir.path()).unwrap();
     assert_eq!(plan.destination.as_deref(), Some(format!("file://{}", root.join("out").display()).as_str()));
-    let SourceKind::Csv { dir: data, .. } = &plan.sources["s"].kind;
+    let SourceKind::Csv { dir: data, .. } = &plan.sources["s"].kind else { panic!("a csv source") };
     assert_eq!(data, &root.join("data"));
     let m = &plan.tables[0];
     assert_eq!(m.csv.delimiter, Byte(b'|'));
@@ -154,4 +154,101 @@ fn a_table_needs_columns_and_no_double_classification() {
     let d = errors(PLAN, "table = \"_t\"\nsource = \"s\"\nfiles = \"a\"\n");
     assert!(d.to_string().contains("table name `_t` is not allowed"), "{d}");
     assert!(d.to_string().contains("no [[columns]]"), "{d}");
+}
+
+const DB_PLAN: &str = r#"project = "p"
+include = ["t/*.toml"]
+
+[privacy]
+profile = "custom"
+
+[sources.s]
+kind = "postgres"
+url_env = "LEGACY_URL"
+password_file = "pw.txt"
+"#;
+
+const DB_MAPPING: &str = r#"table = "patients"
+source = "s"
+source_table = "emr.patients"
+key = ["id"]
+
+[[columns]]
+name = "id"
+from = "patient_id"
+type = "int64"
+rule = "keep"
+
+[[columns]]
+name = "photo"
+type = "binary"
+rule = "keep"
+
+[[columns]]
+name = "tags"
+type = "list<utf8>"
+rule = "keep"
+
+[[columns]]
+name = "amount"
+type = "decimal(60,10)"
+rule = "keep"
+"#;
+
+#[test]
+fn database_sources_take_the_url_from_the_environment_and_the_password_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw.txt"), "s3cr:t/@\n").unwrap();
+    let p = write(dir.path(), DB_PLAN, DB_MAPPING);
+    let mut e = env();
+    e.insert("LEGACY_URL".into(), "postgres://emr@db.internal:5432/legacy?sslmode=require".into());
+    let plan = load_plan(&p, &e).unwrap_or_else(|d| panic!("{d}"));
+    let SourceKind::Database(db) = &plan.sources["s"].kind else { panic!("a database source") };
+    assert_eq!(db.engine, Engine::Postgres);
+    assert_eq!(db.url.expose(), "postgres://emr:s3cr%3At%2F%40@db.internal:5432/legacy?sslmode=require");
+    assert_eq!(db.url.redacted(), "postgres://emr:***@db.internal:5432/legacy?sslmode=require");
+    assert!(!format!("{db:?}").contains("s3cr"));
+    let t = plan.tables[0].db.as_ref().unwrap();
+    assert_eq!(t.relation, Relation::Table("emr.patients".into()));
+    assert_eq!((t.resume, t.key.as_slice()), (Resume::Keyset, ["patient_id".to_owned()].as_slice()));
+    let types: Vec<_> = plan.tables[0].columns.iter().map(|c| c.ty.name()).collect();
+    assert_eq!(types, ["int64", "binary", "list<utf8>", "decimal(60,10)"]);
+}
+
+#[test]
+fn a_database_table_without_a_key_must_say_restart_table() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw.txt"), "x").unwrap();
+    let mut e = env();
+    e.insert("LEGACY_URL".into(), "postgres://u@h/d".into());
+    let no_key = DB_MAPPING.replace("key = [\"id\"]\n", "");
+    let p = write(dir.path(), DB_PLAN, &no_key);
+    let d = load_plan(&p, &e).unwrap_err().to_string();
+    assert!(d.contains("resume = \"restart_table\""), "{d}");
+    let restart = no_key.replace("source_table", "resume = \"restart_table\"\nsource_table");
+    let p = write(dir.path(), DB_PLAN, &restart);
+    let plan = load_plan(&p, &e).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(plan.tables[0].db.as_ref().unwrap().resume, Resume::RestartTable);
+}
+
+#[test]
+fn database_only_types_and_keys_are_refused_for_files_and_urls_must_fit_the_kind() {
+    let d =
+        errors(PLAN, "table = \"t\"\nsource = \"s\"\nfiles = \"a.csv\"\n[[columns]]\nname = \"b\"\ntype = \"binary\"\nrule = \"keep\"\n")
+            .to_string();
+    assert!(d.contains("type binary needs a database source"), "{d}");
+    let d = errors(PLAN, "table = \"t\"\nsource = \"s\"\nfiles = \"a.csv\"\nquery = \"select 1\"\n[[columns]]\nname = \"b\"\ntype = \"utf8\"\nrule = \"keep\"\n")
+        .to_string();
+    assert!(d.contains("`query` is for database sources"), "{d}");
+    let plan = "project = \"p\"\ninclude = [\"t/*.toml\"]\n[privacy]\nprofile = \"custom\"\n[sources.s]\nkind = \"mysql\"\nurl = \"postgres://u:hunter2@h/d\"\n";
+    let d = errors(plan, DB_MAPPING).to_string();
+    assert!(d.contains("does not fit kind = \"mysql\"") && !d.contains("hunter2"), "{d}");
+}
+
+#[test]
+fn urls_are_redacted() {
+    assert_eq!(redact_url("mysql://root:pw@127.0.0.1:3306/db"), "mysql://root:***@127.0.0.1:3306/db");
+    assert_eq!(redact_url("postgres://u@h/d?password=x&sslmode=verify-full"), "postgres://u@h/d?password=***&sslmode=verify-full");
+    assert_eq!(redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+    assert_eq!(redact_url("postgres://u:p@ss@h/d"), "postgres://u:***@h/d");
 }

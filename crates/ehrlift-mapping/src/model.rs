@@ -109,6 +109,9 @@ pub struct RunSettings {
     pub max_quarantine_ratio: f64,
     /// Threads encoding Parquet column chunks; 0 means one per available core.
     pub encode_threads: usize,
+    /// Tables extracted at the same time (each with its own reader, converters and
+    /// encoders; for databases, its own connection).
+    pub jobs: usize,
 }
 
 impl Default for RunSettings {
@@ -120,6 +123,7 @@ impl Default for RunSettings {
             zstd_level: 1,
             max_quarantine_ratio: 0.0,
             encode_threads: 0,
+            jobs: 1,
         }
     }
 }
@@ -143,6 +147,149 @@ pub enum SourceKind {
         /// Dialect defaults for every table of this source.
         options: CsvOptions,
     },
+    /// A relational database read through sqlx.
+    Database(DatabaseSource),
+}
+
+/// A database source: which engine, how to connect, and its type policies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseSource {
+    /// PostgreSQL, MySQL/MariaDB or SQLite.
+    pub engine: Engine,
+    /// Connection URL (credentials inside); `Debug` and messages show it redacted.
+    pub url: SecretUrl,
+    /// What to do with MySQL's zero dates (`0000-00-00`).
+    pub zero_dates: ZeroDates,
+}
+
+/// Database engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// PostgreSQL (9.6 or later).
+    Postgres,
+    /// MySQL 5.7+ or MariaDB 10.3+.
+    Mysql,
+    /// SQLite 3, opened read-only.
+    Sqlite,
+}
+
+impl Engine {
+    /// Name as written in a plan's `kind`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Mysql => "mysql",
+            Engine::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// MySQL zero dates (`0000-00-00`, `2020-00-15`): not dates, so an explicit choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZeroDates {
+    /// Quarantine the row with reason `zero_date` (the default: nothing is guessed).
+    #[default]
+    Quarantine,
+    /// Read them as null.
+    Null,
+}
+
+/// A connection URL that never prints its credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        SecretUrl(url.into())
+    }
+
+    /// The URL with its credentials, for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password (and `password=` parameters) replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretUrl({})", self.redacted())
+    }
+}
+
+/// `scheme://user:PASSWORD@host/db?password=X` → `scheme://user:***@host/db?password=***`.
+pub fn redact_url(url: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let (auth_host, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            match auth_host.rsplit_once('@') {
+                Some((auth, host)) => {
+                    let user = auth.split_once(':').map_or(auth, |(u, _)| u);
+                    let pw = if auth.contains(':') { ":***" } else { "" };
+                    format!("{scheme}://{user}{pw}@{host}{path}")
+                }
+                None => head.to_owned(),
+            }
+        }
+        None => head.to_owned(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") || k.eq_ignore_ascii_case("sslpassword") => {
+                    format!("{k}=***")
+                }
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// What a database mapping reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relation {
+    /// A table or view, optionally schema-qualified (`emr.patients`).
+    Table(String),
+    /// A `SELECT` query; keyset paging wraps it as a subquery.
+    Query(String),
+}
+
+/// How an interrupted table resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// After the last committed key (the declared `key`), in key order.
+    Keyset,
+    /// From the start, after deleting the table's committed parts (tables with no key).
+    RestartTable,
+}
+
+/// The database side of a mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbTable {
+    /// Table or query.
+    pub relation: Relation,
+    /// Resume strategy.
+    pub resume: Resume,
+    /// Source key columns in key order (empty with `restart_table`).
+    pub key: Vec<String>,
+    /// Rows per keyset query.
+    pub chunk_rows: u64,
 }
 
 /// A CSV dialect. Every field is explicit; nothing is sniffed.
@@ -252,6 +399,8 @@ pub struct Mapping {
     pub csv: CsvOptions,
     /// Declared key columns (documentation and, for databases, keyset resume).
     pub key: Vec<String>,
+    /// For database sources: what to read and how to resume.
+    pub db: Option<DbTable>,
     /// Source columns deliberately not carried over.
     pub drop: Vec<String>,
     /// Output columns in order.
@@ -339,11 +488,28 @@ pub struct Column {
 pub enum ColumnType {
     /// Text.
     Utf8,
+    /// Signed integers of 8, 16, 32 and 64 bits.
+    Int8,
+    /// 16-bit signed integer.
+    Int16,
+    /// 32-bit signed integer.
+    Int32,
     /// 64-bit signed integer.
     Int64,
+    /// Unsigned integers of 8, 16, 32 and 64 bits (MySQL `UNSIGNED`).
+    UInt8,
+    /// 16-bit unsigned integer.
+    UInt16,
+    /// 32-bit unsigned integer.
+    UInt32,
+    /// 64-bit unsigned integer.
+    UInt64,
+    /// 32-bit float.
+    Float32,
     /// 64-bit float.
     Float64,
-    /// Exact decimal with precision and scale (precision 1..=38).
+    /// Exact decimal with precision and scale (precision 1..=76; above 38 it is a
+    /// 256-bit decimal).
     Decimal {
         /// Total digits.
         precision: u8,
@@ -354,11 +520,128 @@ pub enum ColumnType {
     Bool,
     /// Calendar date (days since the epoch).
     Date32,
+    /// Time of day, microseconds.
+    Time,
     /// Wall-clock timestamp without zone, microseconds.
     Timestamp,
     /// An instant, normalized to UTC, microseconds; the zone is recorded in the schema.
     TimestampTz,
+    /// Bytes (`BYTEA`, `BLOB`): databases only.
+    Binary,
+    /// A UUID, 16 bytes (Arrow's `arrow.uuid` extension type).
+    Uuid,
+    /// JSON text (Arrow's `arrow.json` extension type); text sources are checked to parse.
+    Json,
+    /// A list (PostgreSQL arrays): databases only.
+    List(ListOf),
 }
+
+/// Element types of `list<T>` columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListOf {
+    /// `list<utf8>`.
+    Utf8,
+    /// `list<int16>`.
+    Int16,
+    /// `list<int32>`.
+    Int32,
+    /// `list<int64>`.
+    Int64,
+    /// `list<float32>`.
+    Float32,
+    /// `list<float64>`.
+    Float64,
+    /// `list<bool>`.
+    Bool,
+    /// `list<date32>`.
+    Date32,
+    /// `list<timestamp>`.
+    Timestamp,
+    /// `list<timestamptz>`.
+    TimestampTz,
+    /// `list<uuid>`.
+    Uuid,
+}
+
+impl ListOf {
+    /// The element as a scalar column type.
+    pub fn scalar(self) -> ColumnType {
+        match self {
+            ListOf::Utf8 => ColumnType::Utf8,
+            ListOf::Int16 => ColumnType::Int16,
+            ListOf::Int32 => ColumnType::Int32,
+            ListOf::Int64 => ColumnType::Int64,
+            ListOf::Float32 => ColumnType::Float32,
+            ListOf::Float64 => ColumnType::Float64,
+            ListOf::Bool => ColumnType::Bool,
+            ListOf::Date32 => ColumnType::Date32,
+            ListOf::Timestamp => ColumnType::Timestamp,
+            ListOf::TimestampTz => ColumnType::TimestampTz,
+            ListOf::Uuid => ColumnType::Uuid,
+        }
+    }
+
+    fn of(t: ColumnType) -> Option<ListOf> {
+        Some(match t {
+            ColumnType::Utf8 => ListOf::Utf8,
+            ColumnType::Int16 => ListOf::Int16,
+            ColumnType::Int32 => ListOf::Int32,
+            ColumnType::Int64 => ListOf::Int64,
+            ColumnType::Float32 => ListOf::Float32,
+            ColumnType::Float64 => ListOf::Float64,
+            ColumnType::Bool => ListOf::Bool,
+            ColumnType::Date32 => ListOf::Date32,
+            ColumnType::Timestamp => ListOf::Timestamp,
+            ColumnType::TimestampTz => ListOf::TimestampTz,
+            ColumnType::Uuid => ListOf::Uuid,
+            _ => return None,
+        })
+    }
+}
+
+impl ColumnType {
+    /// Any of the integer types.
+    pub fn is_integer(self) -> bool {
+        use ColumnType::*;
+        matches!(self, Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64)
+    }
+
+    /// Whether a text (file) source can produce this type.
+    pub fn parses_from_text(self) -> bool {
+        !matches!(self, ColumnType::Binary | ColumnType::List(_))
+    }
+
+    /// The type as written in a mapping.
+    pub fn name(self) -> String {
+        use ColumnType::*;
+        match self {
+            Utf8 => "utf8".into(),
+            Int8 => "int8".into(),
+            Int16 => "int16".into(),
+            Int32 => "int32".into(),
+            Int64 => "int64".into(),
+            UInt8 => "uint8".into(),
+            UInt16 => "uint16".into(),
+            UInt32 => "uint32".into(),
+            UInt64 => "uint64".into(),
+            Float32 => "float32".into(),
+            Float64 => "float64".into(),
+            Decimal { precision, scale } => format!("decimal({precision},{scale})"),
+            Bool => "bool".into(),
+            Date32 => "date32".into(),
+            Time => "time".into(),
+            Timestamp => "timestamp".into(),
+            TimestampTz => "timestamptz".into(),
+            Binary => "binary".into(),
+            Uuid => "uuid".into(),
+            Json => "json".into(),
+            List(e) => format!("list<{}>", e.scalar().name()),
+        }
+    }
+}
+
+/// Every type name a mapping may use, for messages.
+pub const TYPE_NAMES: &str = "utf8, int8, int16, int32, int64, uint8, uint16, uint32, uint64, float32, float64, decimal(P,S), bool, date32, time, timestamp, timestamptz, binary, uuid, json or list<T>";
 
 impl std::str::FromStr for ColumnType {
     type Err = String;
@@ -366,21 +649,41 @@ impl std::str::FromStr for ColumnType {
         let t = s.trim();
         Ok(match t {
             "utf8" | "string" => ColumnType::Utf8,
+            "int8" => ColumnType::Int8,
+            "int16" => ColumnType::Int16,
+            "int32" => ColumnType::Int32,
             "int64" => ColumnType::Int64,
+            "uint8" => ColumnType::UInt8,
+            "uint16" => ColumnType::UInt16,
+            "uint32" => ColumnType::UInt32,
+            "uint64" => ColumnType::UInt64,
+            "float32" => ColumnType::Float32,
             "float64" => ColumnType::Float64,
             "bool" => ColumnType::Bool,
             "date32" | "date" => ColumnType::Date32,
+            "time" => ColumnType::Time,
             "timestamp" => ColumnType::Timestamp,
             "timestamptz" => ColumnType::TimestampTz,
+            "binary" => ColumnType::Binary,
+            "uuid" => ColumnType::Uuid,
+            "json" => ColumnType::Json,
+            _ if t.starts_with("list<") => {
+                let inner = t.strip_prefix("list<").and_then(|r| r.strip_suffix('>')).ok_or_else(|| format!("`{t}`: expected list<T>"))?;
+                let e: ColumnType = inner.parse()?;
+                ColumnType::List(ListOf::of(e).ok_or_else(|| {
+                    format!("list<{inner}> is not supported; elements may be utf8, int16, int32, int64, float32, float64, bool, date32, timestamp, timestamptz or uuid")
+                })?)
+            }
             _ => {
-                let inner = t.strip_prefix("decimal(").and_then(|r| r.strip_suffix(')')).ok_or_else(|| {
-                    format!("unknown type `{t}`; expected one of utf8, int64, float64, decimal(P,S), bool, date32, timestamp, timestamptz")
-                })?;
+                let inner = t
+                    .strip_prefix("decimal(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .ok_or_else(|| format!("unknown type `{t}`; expected one of {TYPE_NAMES}"))?;
                 let (p, s) = inner.split_once(',').ok_or_else(|| "decimal needs a precision and a scale: decimal(P,S)".to_owned())?;
-                let precision: u8 = p.trim().parse().map_err(|_| "decimal precision must be a number from 1 to 38".to_owned())?;
+                let precision: u8 = p.trim().parse().map_err(|_| "decimal precision must be a number from 1 to 76".to_owned())?;
                 let scale: i8 = s.trim().parse().map_err(|_| "decimal scale must be a number from 0 to the precision".to_owned())?;
-                if !(1..=38).contains(&precision) || scale < 0 || scale as u8 > precision {
-                    return Err(format!("decimal({precision},{scale}) is out of range: precision 1 to 38, scale 0 to the precision"));
+                if !(1..=76).contains(&precision) || scale < 0 || scale as u8 > precision {
+                    return Err(format!("decimal({precision},{scale}) is out of range: precision 1 to 76, scale 0 to the precision"));
                 }
                 ColumnType::Decimal { precision, scale }
             }

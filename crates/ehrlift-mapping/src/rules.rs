@@ -49,7 +49,11 @@ pub(crate) fn load_rule(cx: &mut FileCx<'_>, f: &mut Fields, ty: Option<ColumnTy
         "drop" => Rule::Drop,
         "null" => Rule::Null,
         "pseudonym" | "surrogate" | "tokenize" => {
-            need_type(cx, &[Utf8, Int64], "utf8 or int64 (the value's text is what is keyed)");
+            need_type(
+                cx,
+                &[Utf8, Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32, UInt64, Uuid],
+                "utf8, an integer type or uuid (the value's text is what is keyed)",
+            );
             let namespace = match namespace {
                 Some(n) => {
                     if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
@@ -102,11 +106,15 @@ pub(crate) fn load_rule(cx: &mut FileCx<'_>, f: &mut Fields, ty: Option<ColumnTy
                     Generalize::Zip3
                 }
                 Some("age") => {
-                    need_type(cx, &[Int64], "int64 (an age in years)");
+                    need_type(cx, &[Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32, UInt64], "an integer type (an age in years)");
                     Generalize::Age
                 }
                 Some("bucket") => {
-                    need_type(cx, &[Int64, Float64], "int64 or float64");
+                    need_type(
+                        cx,
+                        &[Int8, Int16, Int32, Int64, UInt8, UInt16, UInt32, UInt64, Float32, Float64],
+                        "an integer or float type",
+                    );
                     let b = bounds.unwrap_or_default();
                     if b.is_empty() || b.windows(2).any(|w| w[0] >= w[1]) || b.iter().any(|x| !x.is_finite()) {
                         cx.error(

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{StringBuilder, UInt64Builder};
-use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use ehrlift_core::{Rejection, SourceBatch};
 use ehrlift_deid::TablePrivacy;
@@ -39,9 +39,8 @@ pub(crate) fn convert(kernels: &TableKernels, privacy: &TablePrivacy, raw: Sourc
         rejections.push(Rejection { origin: raw.rows[row], column: Some(column.to_owned()), reason });
     };
     for (input, _, kernel) in &kernels.columns {
-        let array = raw.batch.column(*input).as_any().downcast_ref::<StringArray>().expect("raw columns are utf8");
         errors.clear();
-        columns.push(kernel.apply(array, &mut errors));
+        columns.push(kernel.apply(raw.batch.column(*input).as_ref(), &mut errors));
         for &(row, reason) in &errors {
             reject(row, kernel.name(), reason);
         }

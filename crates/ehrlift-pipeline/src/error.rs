@@ -18,6 +18,9 @@ pub enum PipelineError {
         #[source]
         source: SourceError,
     },
+    /// A database source failed (the message names source and table).
+    #[error(transparent)]
+    Database(#[from] ehrlift_extract::sql::DbError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -43,6 +46,7 @@ impl PipelineError {
         match self {
             PipelineError::Config(_) | PipelineError::Key(_) => ErrorClass::Configuration,
             PipelineError::Source { source, .. } => source.class(),
+            PipelineError::Database(e) => e.class,
             PipelineError::Store(e) => e.class(),
             PipelineError::Corrupt { .. } | PipelineError::Internal(_) => ErrorClass::Internal,
         }

@@ -106,9 +106,11 @@ pub fn key_provider(plan: &Plan) -> Box<dyn KeyProvider> {
     }
 }
 
-/// Whether any rule of `plan` is keyed (and so needs the project key).
+/// Whether any rule of `plan` is keyed, or a database table resumes by key (its cursor
+/// is sealed with the project key), so the run needs the project key.
 pub fn needs_key(plan: &Plan) -> bool {
     plan.rules().any(|r| matches!(r, Rule::Pseudonym { .. } | Rule::Surrogate { .. } | Rule::Tokenize { .. } | Rule::ShiftDate { .. }))
+        || plan.tables.iter().any(|m| m.db.as_ref().is_some_and(|d| d.resume == ehrlift_mapping::Resume::Keyset))
 }
 
 /// The project key for `plan`, never created: for `reidentify` and tools. With a
@@ -214,6 +216,8 @@ impl VaultSink {
 pub(crate) struct RunPrivacy {
     pub ctx: PrivacyContext,
     pub vault: Option<VaultSink>,
+    /// Seals database keyset cursors (a key value may be PHI) in checkpoints and manifests.
+    pub cursor_seal: Option<ehrlift_extract::sql::CursorSeal>,
 }
 
 /// What [`prepare`] found: the key and the opened vault, checked, nothing written yet.
@@ -265,7 +269,7 @@ impl Prepared {
         reference_date: NaiveDate,
     ) -> Result<RunPrivacy, PipelineError> {
         let Some(key) = self.key else {
-            return Ok(RunPrivacy { ctx: PrivacyContext::new(None, &plan.privacy, reference_date, None), vault: None });
+            return Ok(RunPrivacy { ctx: PrivacyContext::new(None, &plan.privacy, reference_date, None), vault: None, cursor_seal: None });
         };
         if self.write_record {
             let record = KeysRecord {
@@ -294,7 +298,8 @@ impl Prepared {
             }
             None => None,
         };
+        let cursor_seal = Some(ehrlift_extract::sql::CursorSeal::new(&key.derive("ehrlift/cursor/v1")));
         let ctx = PrivacyContext::new(Some(key), &plan.privacy, reference_date, vault.as_ref().map(|v| v.vault.clone()));
-        Ok(RunPrivacy { ctx, vault })
+        Ok(RunPrivacy { ctx, vault, cursor_seal })
     }
 }

@@ -57,7 +57,7 @@ impl TableProgress {
     /// Moves the checkpoint to after a committed part (on replay and on commit alike).
     pub(crate) fn apply(&mut self, rec: CommitRecord) {
         self.parts = rec.part;
-        self.position = rec.end;
+        self.position = rec.end.clone();
         self.next_seq = rec.next_seq;
         self.rows_read = rec.rows_read;
         self.rows_written = rec.rows_written;
@@ -81,6 +81,18 @@ pub(crate) fn put_json<T: Serialize>(store: &dyn ObjectStore, key: &str, value: 
 }
 
 /// Replays a table's commit records.
+/// Deletes a table's commit records (a table without a resume key that starts over);
+/// its parts are swept when the table runs.
+pub(crate) fn forget_table(store: &dyn ObjectStore, run_id: &str, table: &str) -> Result<(), PipelineError> {
+    // Newest first, so an interruption leaves a consistent prefix of records.
+    let mut records = store.list(&format!("{}commits/{table}/", run_prefix(run_id)))?;
+    records.sort_by(|a, b| b.key.cmp(&a.key));
+    for obj in records {
+        store.delete(&obj.key)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn load_progress(store: &dyn ObjectStore, run_id: &str, table: &str) -> Result<TableProgress, PipelineError> {
     let prefix = format!("{}commits/{table}/", run_prefix(run_id));
     let mut p = TableProgress { table: table.to_owned(), position: Position { line: 1, ..Position::default() }, ..Default::default() };

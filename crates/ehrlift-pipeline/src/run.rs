@@ -5,17 +5,18 @@ use std::sync::Arc;
 use ehrlift_core::Reporter;
 use ehrlift_deid::TablePrivacy;
 use ehrlift_deid::policy::{Coverage, checklist};
+use ehrlift_extract::sql::{PgSnapshot, SqlTableSource, TableSpec};
 use ehrlift_extract::{CsvTableSource, SourceFile, list_files};
 use ehrlift_load::{
     FORMAT_VERSION, FileDigest, Manifest, ObjectStore, RunState, RunStatus, STATE_KEY, TableStatus, TableSummary, manifest_key,
 };
 use ehrlift_mapping::kernel::TableKernels;
-use ehrlift_mapping::{Generalize, Mapping, Plan, Rule, SourceKind};
+use ehrlift_mapping::{DatabaseSource, Engine, Generalize, Mapping, Plan, Resume, Rule, SourceKind};
 use serde::Serialize;
 
 use crate::PipelineError;
 use crate::replay::{get_json, load_progress, put_json};
-use crate::table::{TableJob, run_table};
+use crate::table::{TableInput, TableJob, run_table};
 
 /// Options of one `run`.
 pub struct RunOptions {
@@ -66,11 +67,10 @@ fn new_run_id() -> String {
     format!("{}-{:04x}", t.format("%Y%m%dT%H%M%SZ"), (t.timestamp_subsec_nanos() ^ std::process::id()) & 0xffff)
 }
 
-/// The source directory of a mapping.
-fn source_dir<'a>(plan: &'a Plan, m: &Mapping) -> &'a std::path::Path {
-    match &plan.sources[&m.source].kind {
-        SourceKind::Csv { dir, .. } => dir,
-    }
+/// A table's input, found and checked before the run touches the destination.
+enum Found {
+    Files { dir: std::path::PathBuf, files: Vec<SourceFile> },
+    Database { source: String, db: DatabaseSource },
 }
 
 /// Names of a table's files relative to its source directory, for manifests and quarantine.
@@ -78,8 +78,55 @@ pub(crate) fn file_names(dir: &std::path::Path, files: &[SourceFile]) -> Vec<Str
     files.iter().map(|f| f.path.strip_prefix(dir).unwrap_or(&f.path).display().to_string()).collect()
 }
 
-fn open_files(plan: &Plan, m: &Mapping) -> Result<Vec<SourceFile>, PipelineError> {
-    list_files(&m.table, source_dir(plan, m), &m.files).map_err(|source| PipelineError::Source { table: m.table.clone(), source })
+/// Finds a table's input and checks it against the mapping: files exist and their
+/// headers match; a database table exists, its columns are classified and convertible.
+fn find_input(plan: &Plan, m: &Mapping) -> Result<Found, PipelineError> {
+    let source = &plan.sources[&m.source];
+    match &source.kind {
+        SourceKind::Csv { dir, .. } => {
+            let files = list_files(&m.table, dir, &m.files).map_err(|source| PipelineError::Source { table: m.table.clone(), source })?;
+            CsvTableSource::open(m, files.clone(), Default::default())
+                .check_headers()
+                .map_err(|source| PipelineError::Source { table: m.table.clone(), source })?;
+            Ok(Found::Files { dir: dir.clone(), files })
+        }
+        SourceKind::Database(db) => {
+            // Opening describes the columns and checks them; dropping rolls back.
+            drop(SqlTableSource::open(TableSpec::new(m, &source.name, db, None), &Default::default(), None)?);
+            Ok(Found::Database { source: source.name.clone(), db: db.clone() })
+        }
+    }
+}
+
+impl Found {
+    fn names(&self, m: &Mapping) -> Vec<String> {
+        match self {
+            Found::Files { dir, files } => file_names(dir, files),
+            Found::Database { source, .. } => vec![format!("{source}:{}", TableSpec::new(m, source, self.db(), None).label())],
+        }
+    }
+
+    fn db(&self) -> &DatabaseSource {
+        match self {
+            Found::Database { db, .. } => db,
+            Found::Files { .. } => unreachable!("a database input"),
+        }
+    }
+
+    /// What a resumed run must find unchanged: the files and sizes, or the source and
+    /// what is read from it.
+    fn fingerprint(&self, m: &Mapping) -> String {
+        match self {
+            Found::Files { files, .. } => files_fingerprint(files),
+            Found::Database { source, db } => {
+                let t = m.db.as_ref().expect("a database mapping");
+                fingerprint(&[
+                    format!("{}\t{source}\t{}", db.engine.name(), db.url.redacted()),
+                    format!("{:?}\t{:?}\t{}", t.relation, t.key, t.chunk_rows),
+                ])
+            }
+        }
+    }
 }
 
 /// Refuses a plan whose rules its profile does not allow (the CLI reports these
@@ -119,14 +166,10 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
     check_profile(plan)?;
     let fp = plan_fingerprint(plan);
     // Fail closed before touching the destination: every table's files must exist and
-    // every header must match its mapping.
+    // every header must match its mapping; every database table must be readable as mapped.
     let mut inputs = Vec::new();
     for m in &plan.tables {
-        let files = open_files(plan, m)?;
-        CsvTableSource::open(m, files.clone(), Default::default())
-            .check_headers()
-            .map_err(|source| PipelineError::Source { table: m.table.clone(), source })?;
-        inputs.push(files);
+        inputs.push(find_input(plan, m)?);
     }
 
     let _lock = store.lock_run()?;
@@ -203,38 +246,48 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
     );
 
     let converters = converters(plan);
-    let mut summaries = Vec::new();
-    let mut objects = Vec::new();
-    for (m, files) in plan.tables.iter().zip(inputs) {
-        let names = file_names(source_dir(plan, m), &files);
-        let progress = load_progress(store, &state.run_id, &m.table)?;
-        let ffp = files_fingerprint(&files);
+    // One snapshot per PostgreSQL source for the whole attempt: every table reads the same instant.
+    let mut snapshots = std::collections::BTreeMap::new();
+    for (m, found) in plan.tables.iter().zip(&inputs) {
+        if let Found::Database { source, db } = found
+            && db.engine == Engine::Postgres
+            && !snapshots.contains_key(source)
+            && load_progress(store, &state.run_id, &m.table)?.finished.is_none()
+        {
+            snapshots.insert(source.clone(), PgSnapshot::export(source, db)?);
+        }
+    }
+    let mut work = Vec::new();
+    for (m, found) in plan.tables.iter().zip(inputs) {
+        let names = found.names(m);
+        let mut progress = load_progress(store, &state.run_id, &m.table)?;
+        let ffp = found.fingerprint(m);
         if progress.files_fingerprint.as_ref().is_some_and(|f| f != &ffp) {
             return Err(PipelineError::Config(format!(
-                "table `{}`: its source files changed (added, removed or resized) since run {} committed part {}; restore them or start over with --fresh",
+                "table `{}`: its source changed (files added, removed or resized; or the database table, query or key) since run {} committed part {}; restore it or start over with --fresh",
                 m.table, state.run_id, progress.parts
             )));
         }
-        let progress = if progress.finished.is_some() {
-            opts.reporter.event(ehrlift_core::TableEvent::Skipped { table: m.table.clone() });
-            progress
-        } else {
-            let kernels = TableKernels::compile(m);
-            let job = TableJob {
-                run_id: &state.run_id,
-                mapping: m,
-                privacy: TablePrivacy::compile(m, &kernels, &privacy.ctx),
-                vault: privacy.vault.as_ref(),
-                converters,
-                kernels,
-                files,
-                file_names: names.clone(),
-                files_fingerprint: ffp,
-                settings: &plan.run,
-                reporter: opts.reporter.as_ref(),
-            };
-            run_table(store, job, progress)?
+        if progress.finished.is_none() && progress.parts > 0 && m.db.as_ref().is_some_and(|d| d.resume == Resume::RestartTable) {
+            // No key to resume after: the table starts over; its parts go with its records.
+            tracing::info!(table = %m.table, parts = progress.parts, "restarting a table without a resume key from its first row");
+            crate::replay::forget_table(store, &state.run_id, &m.table)?;
+            progress = load_progress(store, &state.run_id, &m.table)?;
+        }
+        let input = match found {
+            Found::Files { files, .. } => TableInput::Files(files),
+            Found::Database { source, db } => TableInput::Database {
+                spec: TableSpec::new(m, &source, &db, snapshots.get(&source).map(|s| s.id().to_owned())),
+                seal: privacy.cursor_seal.clone(),
+            },
         };
+        work.push((m, input, names, ffp, progress));
+    }
+    let results = run_tables(plan, store, opts, &state.run_id, &privacy, converters, work)?;
+    drop(snapshots);
+    let mut summaries = Vec::new();
+    let mut objects = Vec::new();
+    for (m, names, progress) in results {
         objects.extend(progress.records.iter().flat_map(|r| r.objects.iter().cloned()));
         summaries.push(TableSummary {
             table: m.table.clone(),
@@ -286,6 +339,86 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
     })
 }
 
+/// One table's work: mapping, input, input names, input fingerprint, committed progress.
+type Work<'p> = (&'p Mapping, TableInput, Vec<String>, String, crate::replay::TableProgress);
+
+/// Runs the tables on `plan.run.jobs` threads, each taking the next table in plan order;
+/// results come back in plan order. After a failure no new table starts.
+fn run_tables<'p>(
+    plan: &'p Plan,
+    store: &dyn ObjectStore,
+    opts: &RunOptions,
+    run_id: &str,
+    privacy: &crate::privacy::RunPrivacy,
+    converters: usize,
+    work: Vec<Work<'p>>,
+) -> Result<Vec<(&'p Mapping, Vec<String>, crate::replay::TableProgress)>, PipelineError> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let n = work.len();
+    let queue: Vec<Mutex<Option<Work<'p>>>> = work.into_iter().map(|w| Mutex::new(Some(w))).collect();
+    let results: Vec<Mutex<Option<Result<(&'p Mapping, Vec<String>, crate::replay::TableProgress), PipelineError>>>> =
+        (0..n).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let one = |i: usize| -> Result<(&'p Mapping, Vec<String>, crate::replay::TableProgress), PipelineError> {
+        let (m, input, names, ffp, progress) = queue[i].lock().expect("queue").take().expect("each table once");
+        if progress.finished.is_some() {
+            opts.reporter.event(ehrlift_core::TableEvent::Skipped { table: m.table.clone() });
+            return Ok((m, names, progress));
+        }
+        let kernels = TableKernels::compile(m);
+        let job = TableJob {
+            run_id,
+            mapping: m,
+            privacy: TablePrivacy::compile(m, &kernels, &privacy.ctx),
+            vault: privacy.vault.as_ref(),
+            converters,
+            kernels,
+            input,
+            file_names: names.clone(),
+            files_fingerprint: ffp,
+            settings: &plan.run,
+            reporter: opts.reporter.as_ref(),
+        };
+        Ok((m, names, run_table(store, job, progress)?))
+    };
+    std::thread::scope(|scope| {
+        for w in 0..plan.run.jobs.clamp(1, n.max(1)) {
+            let (one, next, failed, results) = (&one, &next, &failed, &results);
+            std::thread::Builder::new()
+                .name(format!("ehrlift-table-{w}"))
+                .spawn_scoped(scope, move || {
+                    loop {
+                        if failed.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= n {
+                            return;
+                        }
+                        let r = one(i);
+                        if r.is_err() {
+                            failed.store(true, Ordering::SeqCst);
+                        }
+                        *results[i].lock().expect("results") = Some(r);
+                    }
+                })
+                .map_err(|e| PipelineError::Internal(format!("cannot start a table thread: {e}")))?;
+        }
+        Ok::<_, PipelineError>(())
+    })?;
+    let mut out = Vec::with_capacity(n);
+    for r in results {
+        match r.into_inner().expect("results") {
+            Some(r) => out.push(r?),
+            // A table that never started because another failed: that failure was returned above.
+            None => return Err(PipelineError::Internal("a table was neither run nor failed".into())),
+        }
+    }
+    Ok(out)
+}
+
 /// Result of `validate`: per table, its files, or the problem that stops it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ValidationReport {
@@ -319,7 +452,8 @@ impl ValidationReport {
     }
 }
 
-/// Checks that every table's files exist and their headers match the mapping.
+/// Checks that every table's input exists and matches its mapping (files and headers;
+/// database tables, their columns and types).
 pub fn validate(plan: &Plan) -> ValidationReport {
     let tables = plan
         .tables
@@ -327,15 +461,12 @@ pub fn validate(plan: &Plan) -> ValidationReport {
         .map(|m| {
             let columns = m.columns.iter().filter(|c| c.rule.outputs()).count();
             let safe_harbor = checklist(m);
-            match open_files(plan, m) {
-                Ok(files) => {
-                    let bytes = files.iter().map(|f| f.size).sum();
-                    let n = files.len();
-                    let problem = CsvTableSource::open(m, files, Default::default()).check_headers().err().map(|e| e.to_string());
-                    TableCheck { table: m.table.clone(), files: n, bytes, columns, problem, safe_harbor }
-                }
-                Err(e) => TableCheck { table: m.table.clone(), files: 0, bytes: 0, columns, problem: Some(e.to_string()), safe_harbor },
-            }
+            let (files, bytes, problem) = match find_input(plan, m) {
+                Ok(Found::Files { files, .. }) => (files.len(), files.iter().map(|f| f.size).sum(), None),
+                Ok(Found::Database { .. }) => (0, 0, None),
+                Err(e) => (0, 0, Some(e.to_string())),
+            };
+            TableCheck { table: m.table.clone(), files, bytes, columns, problem, safe_harbor }
         })
         .collect();
     ValidationReport { profile: plan.profile.name(), tables }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use arrow_array::RecordBatch;
 use ehrlift_core::{Position, Rejection, Reporter, SourceRange, TableEvent};
 use ehrlift_deid::TablePrivacy;
+use ehrlift_extract::sql::{CursorSeal, SqlTableSource, TableSpec};
 use ehrlift_extract::{CsvTableSource, SourceFile};
 use ehrlift_load::{
     CommitRecord, FORMAT_VERSION, ObjectEntry, ObjectKind, ObjectStore, PartSettings, PartWriter, TableStatus, WrittenPart, commit_key,
@@ -31,11 +32,63 @@ pub(crate) struct TableJob<'a> {
     pub vault: Option<&'a VaultSink>,
     /// Threads converting batches (typing and privacy rules) in parallel.
     pub converters: usize,
-    pub files: Vec<SourceFile>,
+    pub input: TableInput,
+    /// Names of the inputs (files, or `source:table` for a database), for quarantine rows.
     pub file_names: Vec<String>,
     pub files_fingerprint: String,
     pub settings: &'a RunSettings,
     pub reporter: &'a dyn Reporter,
+}
+
+/// Where a table's rows come from.
+pub(crate) enum TableInput {
+    /// A table's files.
+    Files(Vec<SourceFile>),
+    /// A database table or query; `seal` opens and seals keyset cursors.
+    Database { spec: TableSpec, seal: Option<CursorSeal> },
+}
+
+/// An open source of either kind.
+enum Source {
+    Csv(CsvTableSource),
+    Sql(SqlTableSource),
+}
+
+impl Source {
+    fn open(job: &TableJob<'_>, resume: &Position) -> Result<Self, PipelineError> {
+        Ok(match &job.input {
+            TableInput::Files(files) => Source::Csv(CsvTableSource::open(job.mapping, files.clone(), resume.clone())),
+            TableInput::Database { spec, seal } => Source::Sql(SqlTableSource::open(spec.clone(), resume, seal.clone())?),
+        })
+    }
+
+    fn set_seq(&mut self, seq: u64) {
+        match self {
+            Source::Csv(s) => s.set_seq(seq),
+            Source::Sql(s) => s.set_seq(seq),
+        }
+    }
+
+    fn total_bytes(&self) -> Option<u64> {
+        match self {
+            Source::Csv(s) => s.total_bytes(),
+            Source::Sql(_) => None,
+        }
+    }
+
+    fn bytes_done(&self, pos: &Position) -> u64 {
+        match self {
+            Source::Csv(s) => s.bytes_done(pos),
+            Source::Sql(_) => 0,
+        }
+    }
+
+    fn next_batch(&mut self, table: &str, limit: usize) -> Result<Option<ehrlift_core::SourceBatch>, PipelineError> {
+        match self {
+            Source::Csv(s) => s.next_batch(limit).map_err(|e| PipelineError::Source { table: table.to_owned(), source: e }),
+            Source::Sql(s) => Ok(s.next_batch(limit)?),
+        }
+    }
 }
 
 /// What the reader thread sends the converter.
@@ -89,7 +142,7 @@ impl OpenPart {
         next_seq: u64,
     ) -> Result<Self, PipelineError> {
         let writer = PartWriter::create(store, &data_key(&job.mapping.table, number), job.privacy.schema().clone(), settings)?;
-        Ok(OpenPart { number, writer, rejections: Vec::new(), first, end: first, rows_read: 0, rows_rejected: 0, next_seq })
+        Ok(OpenPart { number, writer, rejections: Vec::new(), end: first.clone(), first, rows_read: 0, rows_rejected: 0, next_seq })
     }
 }
 
@@ -97,7 +150,7 @@ impl OpenPart {
 pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress: TableProgress) -> Result<TableProgress, PipelineError> {
     let table = job.mapping.table.clone();
     let started = Instant::now();
-    let mut source = CsvTableSource::open(job.mapping, job.files.clone(), progress.position);
+    let mut source = Source::open(&job, &progress.position)?;
     source.set_seq(progress.next_seq);
     let total_bytes = source.total_bytes();
     job.reporter.event(TableEvent::Started {
@@ -142,14 +195,14 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
                 let mut in_part = 0u64;
                 for index in 0u64.. {
                     let limit = batch_rows.min((part_rows - in_part) as usize);
-                    let raw = match source.next_batch(limit) {
+                    let raw = match source.next_batch(&job.mapping.table, limit) {
                         Ok(Some(raw)) => raw,
                         Ok(None) => {
                             let _ = raw_tx.send((index, Ok(None)));
                             return;
                         }
                         Err(e) => {
-                            let _ = raw_tx.send((index, Err(PipelineError::Source { table: job.mapping.table.clone(), source: e })));
+                            let _ = raw_tx.send((index, Err(e)));
                             return;
                         }
                     };
@@ -179,7 +232,7 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
                         let msg = item.map(|r| match r {
                             None => Msg::End,
                             Some(RawBatch { raw, rows_read, close, bytes_done }) => {
-                                let (start, end, seq) = (raw.start, raw.end, raw.seq);
+                                let (start, end, seq) = (raw.start.clone(), raw.end.clone(), raw.seq);
                                 let c = convert(kernels, privacy, raw);
                                 Msg::Batch {
                                     batch: c.batch,
@@ -295,7 +348,7 @@ fn write_loop(
                     commit_part(store, job, progress, p)?;
                 } else if progress.parts == 0 {
                     // An empty table still gets one (empty) part carrying its schema.
-                    let p = OpenPart::create(store, job, settings, 1, progress.position, progress.next_seq)?;
+                    let p = OpenPart::create(store, job, settings, 1, progress.position.clone(), progress.next_seq)?;
                     commit_part(store, job, progress, p)?;
                 }
                 return finish_table(store, job, progress, TableStatus::Complete, read, quarantined, started);
@@ -335,7 +388,8 @@ fn entry(
 fn commit_part(store: &dyn ObjectStore, job: &TableJob<'_>, progress: &mut TableProgress, p: OpenPart) -> Result<(), PipelineError> {
     let table = job.mapping.table.as_str();
     let data = p.writer.finish()?;
-    let mut objects = vec![entry(job, ObjectKind::Data, p.number, data, p.first, p.end, schema_fingerprint(job.privacy.schema()))];
+    let mut objects =
+        vec![entry(job, ObjectKind::Data, p.number, data, p.first.clone(), p.end.clone(), schema_fingerprint(job.privacy.schema()))];
     if !p.rejections.is_empty() {
         let qschema = quarantine_schema();
         let mut qw = PartWriter::create(
@@ -350,7 +404,15 @@ fn commit_part(store: &dyn ObjectStore, job: &TableJob<'_>, progress: &mut Table
             },
         )?;
         qw.write(&quarantine_batch(&p.rejections, &job.file_names))?;
-        objects.push(entry(job, ObjectKind::Quarantine, p.number, qw.finish()?, p.first, p.end, schema_fingerprint(&qschema)));
+        objects.push(entry(
+            job,
+            ObjectKind::Quarantine,
+            p.number,
+            qw.finish()?,
+            p.first.clone(),
+            p.end.clone(),
+            schema_fingerprint(&qschema),
+        ));
     }
     // Surrogates the part uses are durable before the commit record makes it count.
     if let Some(v) = job.vault {

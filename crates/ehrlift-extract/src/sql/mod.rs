@@ -1,0 +1,646 @@
+//! Database sources: PostgreSQL, MySQL/MariaDB and SQLite through sqlx, streamed in
+//! keyset order inside one consistent read transaction, resumable after any batch.
+//!
+//! Each table reads on its own thread with a single-threaded tokio runtime, so the
+//! synchronous pipeline asks for batches the same way it asks a CSV reader. The thread
+//! answers one request at a time; while it waits, the server's rows wait in the socket,
+//! so memory stays at one batch however large the table is.
+//!
+//! - PostgreSQL: `COPY (SELECT … ORDER BY key LIMIT chunk) TO STDOUT (FORMAT binary)` in a
+//!   `REPEATABLE READ READ ONLY` transaction that imports the run's exported snapshot, so
+//!   every table of a plan sees the same instant.
+//! - MySQL/MariaDB: a prepared `SELECT … WHERE key > ? ORDER BY key LIMIT ?` per chunk in
+//!   `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY` (one snapshot per table).
+//! - SQLite: the same query in a read transaction on a read-only connection.
+//!
+//! Values are read as their natural Arrow type ([`Kind`]); the mapping kernels convert
+//! them to the declared types and quarantine what would not fit. Errors name the source
+//! and table; a server message is kept only after every quoted part that is not a known
+//! identifier is replaced, because servers quote values in some messages.
+
+mod mysql;
+mod pg;
+mod sqlite;
+mod values;
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::{Field, Schema, SchemaRef};
+use ehrlift_core::{ErrorClass, Position, Reason, Rejection, RowOrigin, SourceBatch};
+use ehrlift_mapping::kernel::can_convert;
+use ehrlift_mapping::{DatabaseSource, Engine, Mapping, Relation, Resume, ZeroDates};
+
+pub use pg::PgSnapshot;
+pub use values::{CursorError, CursorSeal, KeyValue, Kind};
+
+use values::Builder;
+
+/// A batch is cut when its values pass this many bytes, whatever its row count, so a
+/// table of multi-megabyte notes never holds thousands of them at once.
+const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// A database failure, naming the source and table, never a value or a password.
+#[derive(Debug, thiserror::Error)]
+#[error("source `{source_name}` ({url}), table `{table}`: {message}")]
+pub struct DbError {
+    /// Plan source name.
+    pub source_name: String,
+    /// The URL, redacted.
+    pub url: String,
+    /// What was read (`emr.patients`, or `query` for a mapping's query).
+    pub table: String,
+    /// What happened.
+    pub message: String,
+    /// Configuration (the table, a column or a permission is wrong), transient (the
+    /// connection dropped) or internal.
+    pub class: ErrorClass,
+}
+
+/// Where one table is read from and how.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// Plan source name.
+    pub source_name: String,
+    /// The source.
+    pub db: DatabaseSource,
+    /// Output table.
+    pub table: String,
+    /// Table or query.
+    pub relation: Relation,
+    /// Columns the mapping reads, in order (the raw batch's columns).
+    pub needed: Vec<String>,
+    /// Declared types of those columns (by mapping column), to check convertibility.
+    pub declared: Vec<(String, ehrlift_mapping::ColumnType, String)>,
+    /// Keyset columns (empty: read the whole table in one statement).
+    pub key: Vec<String>,
+    /// Rows per keyset statement.
+    pub chunk_rows: u64,
+    /// Source columns the mapping leaves out on purpose (`drop`).
+    pub dropped: Vec<String>,
+    /// Every source column the mapping accounts for (read by a column, any rule, or dropped).
+    pub classified: Vec<String>,
+    /// PostgreSQL: the run's exported snapshot.
+    pub snapshot: Option<String>,
+}
+
+impl TableSpec {
+    /// The spec of `mapping` over `db`.
+    pub fn new(mapping: &Mapping, source_name: &str, db: &DatabaseSource, snapshot: Option<String>) -> Self {
+        let t = mapping.db.as_ref().expect("a database mapping");
+        let declared = mapping
+            .columns
+            .iter()
+            .filter(|c| c.rule.outputs() || mapping.source_columns().contains(&c.from))
+            .map(|c| (c.from.clone(), c.ty, c.name.clone()))
+            .collect();
+        TableSpec {
+            source_name: source_name.to_owned(),
+            db: db.clone(),
+            table: mapping.table.clone(),
+            relation: t.relation.clone(),
+            needed: mapping.source_columns(),
+            declared,
+            key: if t.resume == Resume::Keyset { t.key.clone() } else { Vec::new() },
+            chunk_rows: t.chunk_rows,
+            dropped: mapping.drop.clone(),
+            classified: mapping.classified_source_columns().into_iter().map(str::to_owned).collect(),
+            snapshot,
+        }
+    }
+
+    /// `emr.patients`, or `query`.
+    pub fn label(&self) -> String {
+        match &self.relation {
+            Relation::Table(t) => t.clone(),
+            Relation::Query(_) => "query".into(),
+        }
+    }
+
+    fn error(&self, class: ErrorClass, message: impl Into<String>) -> DbError {
+        DbError { source_name: self.source_name.clone(), url: self.db.url.redacted(), table: self.label(), message: message.into(), class }
+    }
+
+    /// A driver error with quoted values removed; the class from its kind.
+    fn driver(&self, doing: &str, e: &sqlx::Error) -> DbError {
+        let class = match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => ErrorClass::Transient,
+            sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => ErrorClass::Configuration,
+            sqlx::Error::Database(d) => match d.code().as_deref() {
+                // Connection exceptions, serialization failures, admin shutdown, too many connections.
+                Some(c) if c.starts_with("08") || c.starts_with("40") || c.starts_with("57") || c == "53300" => ErrorClass::Transient,
+                _ => ErrorClass::Configuration,
+            },
+            sqlx::Error::Protocol(_) => ErrorClass::Transient,
+            _ => ErrorClass::Configuration,
+        };
+        let message = match e {
+            sqlx::Error::Database(d) => {
+                let code = d.code().map(|c| format!(" [{c}]")).unwrap_or_default();
+                format!("{doing}: {}{code}", self.scrub(d.message()))
+            }
+            other => format!("{doing}: {}", self.scrub(&other.to_string())),
+        };
+        self.error(class, message)
+    }
+
+    /// A server message with every quoted span that is not a known identifier replaced.
+    fn scrub(&self, msg: &str) -> String {
+        let mut known: Vec<&str> = self.needed.iter().chain(&self.key).chain(&self.dropped).map(String::as_str).collect();
+        if let Relation::Table(t) = &self.relation {
+            known.extend(t.split('.'));
+            known.push(t);
+        }
+        known.push(&self.table);
+        scrub_quoted(msg, &known)
+    }
+}
+
+/// Replaces the content of `"…"`, `'…'` and `` `…` `` spans that are not in `known`.
+fn scrub_quoted(msg: &str, known: &[&str]) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(['"', '\'', '`']) {
+        let q = rest.as_bytes()[i] as char;
+        out.push_str(&rest[..=i]);
+        let after = &rest[i + 1..];
+        match after.find(q) {
+            Some(j) => {
+                let inner = &after[..j];
+                out.push_str(if known.iter().any(|k| k.eq_ignore_ascii_case(inner)) { inner } else { "…" });
+                out.push(q);
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push('…');
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Checks the table's (or query's) columns against the mapping: every column it reads
+/// exists, and every column is read or dropped, so nothing new slips through unclassified.
+pub(crate) fn check_classified(spec: &TableSpec, all: impl Iterator<Item = String>) -> Result<(), DbError> {
+    let all: Vec<String> = all.collect();
+    let mut problems = Vec::new();
+    let missing: Vec<&str> = select_columns(spec)
+        .into_iter()
+        .filter(|c| !all.contains(c))
+        .map(|c| spec.needed.iter().chain(&spec.key).find(|n| *n == &c).expect("selected").as_str())
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!("column(s) {} not found (the source has {} column(s))", quote_list(&missing), all.len()));
+    }
+    let unclassified: Vec<&str> = all.iter().filter(|c| !spec.classified.contains(c)).map(String::as_str).collect();
+    if !unclassified.is_empty() {
+        problems.push(format!("column(s) {} are not classified: map each with a rule or list it in `drop`", quote_list(&unclassified)));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(spec.error(ErrorClass::Configuration, problems.join("; "))) }
+}
+
+fn quote_list(names: &[&str]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// A column of the select list: its name, what it is read as, and its database type name.
+#[derive(Debug, Clone)]
+pub struct SourceColumn {
+    /// Source name.
+    pub name: String,
+    /// Raw kind, or the database type name when it has no Arrow image.
+    pub kind: Result<Kind, String>,
+    /// PostgreSQL: read through `::text` (declared utf8 over a type with no binary decoder).
+    pub as_text: bool,
+}
+
+/// What the reader thread answers.
+type Reply = Result<Option<SourceBatch>, DbError>;
+
+/// A table of a database read as a stream of raw batches.
+pub struct SqlTableSource {
+    spec: Arc<TableSpec>,
+    schema: SchemaRef,
+    requests: Option<SyncSender<usize>>,
+    replies: Receiver<Reply>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    seq: u64,
+    estimate: Option<u64>,
+}
+
+/// What the reader thread reports once the table is open.
+struct Opened {
+    schema: SchemaRef,
+    estimate: Option<u64>,
+}
+
+impl SqlTableSource {
+    /// Connects, opens the read transaction and checks the columns against the mapping;
+    /// reading starts after `resume` (its sealed cursor).
+    pub fn open(spec: TableSpec, resume: &Position, seal: Option<CursorSeal>) -> Result<Self, DbError> {
+        let spec = Arc::new(spec);
+        let cursor = match (&resume.cursor, spec.key.is_empty()) {
+            (Some(c), false) => {
+                let seal = seal.as_ref().ok_or_else(|| spec.error(ErrorClass::Internal, "a resume cursor but no key to open it"))?;
+                Some(seal.open(&spec.table, c).map_err(|e| spec.error(ErrorClass::Configuration, e.to_string()))?)
+            }
+            _ => None,
+        };
+        let (req_tx, req_rx) = sync_channel::<usize>(1);
+        let (rep_tx, rep_rx) = sync_channel::<Reply>(1);
+        let (open_tx, open_rx) = sync_channel::<Result<Opened, DbError>>(1);
+        let thread_spec = spec.clone();
+        let start = resume.record;
+        let sealed = resume.cursor.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("ehrlift-db-{}", spec.table))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = open_tx.send(Err(thread_spec.error(ErrorClass::Internal, format!("cannot start a runtime: {e}"))));
+                        return;
+                    }
+                };
+                let reader = Reader { spec: &thread_spec, seal, requests: req_rx, replies: rep_tx.clone(), record: start, cursor, sealed };
+                if let Err(e) = rt.block_on(reader.run(open_tx)) {
+                    let _ = rep_tx.send(Err(e));
+                }
+            })
+            .map_err(|e| spec.error(ErrorClass::Internal, format!("cannot start the reader thread: {e}")))?;
+        let opened = match open_rx.recv() {
+            Ok(r) => r?,
+            Err(_) => match rep_rx.recv() {
+                Ok(Err(e)) => return Err(e),
+                _ => return Err(spec.error(ErrorClass::Internal, "the reader thread stopped before the table opened")),
+            },
+        };
+        Ok(SqlTableSource {
+            spec,
+            schema: opened.schema,
+            requests: Some(req_tx),
+            replies: rep_rx,
+            thread: Some(thread),
+            seq: 0,
+            estimate: opened.estimate,
+        })
+    }
+
+    /// The raw batch schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The planner's row estimate, for a progress bar.
+    pub fn estimate(&self) -> Option<u64> {
+        self.estimate
+    }
+
+    /// `source:table` as quarantine files name it.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.spec.source_name, self.spec.label())
+    }
+
+    /// Sets the sequence number of the next batch (after a resume).
+    pub fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+
+    /// The next batch of at most `limit` rows; `None` at the end of the table.
+    pub fn next_batch(&mut self, limit: usize) -> Result<Option<SourceBatch>, DbError> {
+        let Some(tx) = &self.requests else { return Ok(None) };
+        let lost = || self.spec.error(ErrorClass::Internal, "the reader thread stopped unexpectedly");
+        tx.send(limit.max(1)).map_err(|_| lost())?;
+        match self.replies.recv().map_err(|_| lost())? {
+            Ok(Some(mut b)) => {
+                b.seq = self.seq;
+                self.seq += 1;
+                Ok(Some(b))
+            }
+            Ok(None) => {
+                self.requests = None;
+                Ok(None)
+            }
+            Err(e) => {
+                self.requests = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for SqlTableSource {
+    fn drop(&mut self) {
+        // Closing the request channel ends the reader, which rolls its transaction back.
+        self.requests = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The reader thread's state.
+struct Reader<'a> {
+    spec: &'a TableSpec,
+    seal: Option<CursorSeal>,
+    requests: Receiver<usize>,
+    replies: SyncSender<Reply>,
+    /// Rows read so far (the resume position's record count).
+    record: u64,
+    /// Key of the last row sent.
+    cursor: Option<Vec<KeyValue>>,
+    /// That key, sealed (the position batches end at).
+    sealed: Option<String>,
+}
+
+/// Rows being collected into the next batch.
+pub(crate) struct Rows {
+    builders: Vec<Builder>,
+    /// Index of each key column among the select columns.
+    key_at: Vec<usize>,
+    /// Number of needed (batch) columns: the first ones of the select list.
+    needed: usize,
+    names: Vec<String>,
+    rows: usize,
+    bytes: usize,
+    /// (row in batch, select column, reason) of values the source could not read.
+    bad: Vec<(usize, usize, Reason)>,
+    pub(crate) zero_dates: ZeroDates,
+}
+
+impl Rows {
+    pub(crate) fn builder(&mut self, col: usize) -> &mut Builder {
+        &mut self.builders[col]
+    }
+
+    /// Records that column `col` of the current row could not be read (a null was appended).
+    pub(crate) fn reject(&mut self, col: usize, reason: Reason) {
+        self.bad.push((self.rows, col, reason));
+    }
+
+    pub(crate) fn add_bytes(&mut self, n: usize) {
+        self.bytes += n;
+    }
+
+    /// Ends the current row.
+    pub(crate) fn end_row(&mut self) {
+        self.rows += 1;
+    }
+}
+
+/// The select list: needed columns, then key columns not among them.
+pub(crate) fn select_columns(spec: &TableSpec) -> Vec<String> {
+    let mut cols = spec.needed.clone();
+    for k in &spec.key {
+        if !cols.contains(k) {
+            cols.push(k.clone());
+        }
+    }
+    cols
+}
+
+/// Connection of one engine.
+enum Conn {
+    Pg(sqlx::PgConnection),
+    My(sqlx::MySqlConnection),
+    Lite(sqlx::SqliteConnection),
+}
+
+impl Reader<'_> {
+    async fn run(mut self, opened: SyncSender<Result<Opened, DbError>>) -> Result<(), DbError> {
+        let spec = self.spec;
+        let mut conn = match spec.db.engine {
+            Engine::Postgres => Conn::Pg(pg::connect(spec).await?),
+            Engine::Mysql => Conn::My(mysql::connect(spec).await?),
+            Engine::Sqlite => Conn::Lite(sqlite::connect(spec).await?),
+        };
+        let select = select_columns(spec);
+        let (columns, estimate) = match &mut conn {
+            Conn::Pg(c) => pg::open(c, spec, &select).await?,
+            Conn::My(c) => mysql::open(c, spec, &select).await?,
+            Conn::Lite(c) => sqlite::open(c, spec, &select).await?,
+        };
+        let kinds = check_columns(spec, &columns)?;
+        let schema: SchemaRef =
+            Arc::new(Schema::new(spec.needed.iter().zip(&kinds).map(|(n, k)| Field::new(n, k.data_type(), true)).collect::<Vec<_>>()));
+        if opened.send(Ok(Opened { schema: schema.clone(), estimate })).is_err() {
+            return Ok(());
+        }
+        let mut rows = Rows {
+            builders: kinds.iter().map(Builder::new).collect(),
+            key_at: spec.key.iter().map(|k| select.iter().position(|s| s == k).expect("key selected")).collect(),
+            needed: spec.needed.len(),
+            names: select.clone(),
+            rows: 0,
+            bytes: 0,
+            bad: Vec::new(),
+            zero_dates: spec.db.zero_dates,
+        };
+        let Ok(mut limit) = self.requests.recv() else { return Ok(()) };
+        let mut emit = Emit { reader: &mut self, schema, limit: &mut limit };
+        loop {
+            let cursor = emit.reader.cursor.clone();
+            let read = match &mut conn {
+                Conn::Pg(c) => pg::chunk(c, spec, &select, &columns, cursor.as_deref(), &mut rows, &mut emit).await?,
+                Conn::My(c) => mysql::chunk(c, spec, &select, &kinds, cursor.as_deref(), &mut rows, &mut emit).await?,
+                Conn::Lite(c) => sqlite::chunk(c, spec, &select, &kinds, cursor.as_deref(), &mut rows, &mut emit).await?,
+            };
+            let Some(read) = read else { return Ok(()) }; // the pipeline stopped asking
+            // Every chunk ends a batch, so the next chunk starts after the cursor of the
+            // last row read.
+            if rows.rows > 0 && !emit.send(&mut rows)? {
+                return Ok(());
+            }
+            // A keyset chunk that came back full may have more rows after it.
+            if spec.key.is_empty() || read < spec.chunk_rows {
+                break;
+            }
+        }
+        // End of table: answer the pending request with `None`.
+        let _ = emit.reader.replies.send(Ok(None));
+        Ok(())
+    }
+}
+
+/// Checks every select column against the mapping: readable, convertible to the
+/// declared type, and usable as a key. Every problem is reported at once.
+fn check_columns(spec: &TableSpec, columns: &[SourceColumn]) -> Result<Vec<Kind>, DbError> {
+    let mut problems = Vec::new();
+    let mut kinds = Vec::new();
+    for c in columns {
+        let kind = match &c.kind {
+            Ok(k) => k.clone(),
+            Err(db_type) => {
+                problems.push(format!(
+                    "column `{}` has type {db_type}, which ehrlift cannot read losslessly; declare it type = \"utf8\" to read its text form{}",
+                    c.name,
+                    if spec.db.engine == Engine::Postgres { "" } else { " (or cast it in a `query`)" }
+                ));
+                Kind::Text
+            }
+        };
+        for (_, ty, name) in spec.declared.iter().filter(|(f, _, _)| f == &c.name) {
+            if c.kind.is_ok() && !can_convert(&kind.data_type(), *ty) {
+                problems.push(format!(
+                    "column `{name}` (from `{}`, {}) cannot be read as {}; declare a type it converts to without loss",
+                    c.name,
+                    kind.data_type(),
+                    ty.name()
+                ));
+            }
+        }
+        if spec.key.contains(&c.name) && !kind.orderable() {
+            problems.push(format!(
+                "key column `{}` ({}) cannot order a keyset; use another key or resume = \"restart_table\"",
+                c.name,
+                kind.data_type()
+            ));
+        }
+        kinds.push(kind);
+    }
+    if problems.is_empty() { Ok(kinds) } else { Err(spec.error(ErrorClass::Configuration, problems.join("; "))) }
+}
+
+/// Hands full batches to the pipeline and waits for its next request.
+pub(crate) struct Emit<'r, 'a> {
+    reader: &'r mut Reader<'a>,
+    schema: SchemaRef,
+    limit: &'r mut usize,
+}
+
+impl Emit<'_, '_> {
+    /// After a row: sends the batch when it is full. `Ok(false)`: the pipeline stopped.
+    pub(crate) fn after_row(&mut self, rows: &mut Rows) -> Result<bool, DbError> {
+        if rows.rows >= *self.limit || rows.bytes >= MAX_BATCH_BYTES { self.send(rows) } else { Ok(true) }
+    }
+
+    /// Sends the collected rows as one batch, then waits for the next request.
+    fn send(&mut self, rows: &mut Rows) -> Result<bool, DbError> {
+        let spec = self.reader.spec;
+        let arrays: Vec<ArrayRef> = rows.builders.iter_mut().map(Builder::finish).collect();
+        let n = rows.rows;
+        let last = n - 1;
+        if !rows.key_at.is_empty() {
+            let mut key = Vec::with_capacity(rows.key_at.len());
+            for (&at, name) in rows.key_at.iter().zip(&spec.key) {
+                for i in 0..n {
+                    if arrays[at].is_null(i) {
+                        return Err(spec.error(
+                            ErrorClass::Configuration,
+                            format!("key column `{name}` holds a NULL (row {}); keyset reading needs a non-null key, or resume = \"restart_table\"", self.reader.record + i as u64 + 1),
+                        ));
+                    }
+                }
+                key.push(KeyValue::of(arrays[at].as_ref(), last).expect("non-null key"));
+            }
+            self.reader.cursor = Some(key);
+        }
+        let first = self.reader.record;
+        let start = Position { record: first, cursor: self.reader.sealed.clone(), ..Position::default() };
+        self.reader.record += n as u64;
+        self.reader.sealed = match (&self.reader.cursor, &self.reader.seal) {
+            (Some(k), Some(seal)) => Some(seal.seal(&spec.table, k)),
+            (Some(_), None) => return Err(spec.error(ErrorClass::Internal, "keyset reading without a cursor seal")),
+            _ => None,
+        };
+        let end = Position { record: self.reader.record, cursor: self.reader.sealed.clone(), ..Position::default() };
+        let origin = |i: usize| RowOrigin { file: 0, record: first + i as u64 + 1, line: 0, byte: 0 };
+        let mut rejected = Vec::new();
+        let mut bad_rows = vec![false; n];
+        for &(row, col, reason) in &rows.bad {
+            bad_rows[row] = true;
+            rejected.push(Rejection { origin: origin(row), column: Some(rows.names[col].clone()), reason });
+        }
+        let mut columns: Vec<ArrayRef> = arrays.into_iter().take(rows.needed).collect();
+        let good: Vec<RowOrigin> = (0..n).filter(|&i| !bad_rows[i]).map(origin).collect();
+        if !rows.bad.is_empty() {
+            let keep = BooleanArray::from(bad_rows.iter().map(|b| !b).collect::<Vec<_>>());
+            columns = columns.iter().map(|c| arrow_select::filter::filter(c, &keep).expect("same length")).collect();
+        }
+        let batch = RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(good.len())),
+        )
+        .map_err(|e| spec.error(ErrorClass::Internal, format!("batch assembly: {e}")))?;
+        rows.rows = 0;
+        rows.bytes = 0;
+        rows.bad.clear();
+        let out = SourceBatch { table: spec.table.clone(), seq: 0, batch, rows: good, start, end, rejected };
+        if self.reader.replies.send(Ok(Some(out))).is_err() {
+            return Ok(false);
+        }
+        match self.reader.requests.recv() {
+            Ok(l) => {
+                *self.limit = l;
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+/// Quotes an identifier (`"a""b"` for PostgreSQL and SQLite, `` `a``b` `` for MySQL).
+pub(crate) fn quote_ident(engine: Engine, name: &str) -> String {
+    match engine {
+        Engine::Mysql => format!("`{}`", name.replace('`', "``")),
+        _ => format!("\"{}\"", name.replace('"', "\"\"")),
+    }
+}
+
+/// The `FROM` item: a quoted, possibly schema-qualified table, or the query as a subquery.
+pub(crate) fn from_item(spec: &TableSpec) -> String {
+    match &spec.relation {
+        Relation::Table(t) => t.split('.').map(|p| quote_ident(spec.db.engine, p)).collect::<Vec<_>>().join("."),
+        Relation::Query(q) => format!("({q}) AS ehrlift_q"),
+    }
+}
+
+/// `a, b` (quoted) and the keyset predicate `(k1 > ?) OR (k1 = ? AND k2 > ?)` over
+/// placeholders, with the order the values bind in.
+pub(crate) fn keyset_predicate(engine: Engine, key: &[String], placeholder: &mut dyn FnMut() -> String) -> (String, Vec<usize>) {
+    let mut ors = Vec::new();
+    let mut order = Vec::new();
+    for i in 0..key.len() {
+        let mut ands = Vec::new();
+        for (j, k) in key.iter().enumerate().take(i) {
+            ands.push(format!("{} = {}", quote_ident(engine, k), placeholder()));
+            order.push(j);
+        }
+        ands.push(format!("{} > {}", quote_ident(engine, &key[i]), placeholder()));
+        order.push(i);
+        ors.push(format!("({})", ands.join(" AND ")));
+    }
+    (ors.join(" OR "), order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_messages_keep_identifiers_and_lose_values() {
+        let known = ["patients", "mrn"];
+        assert_eq!(
+            scrub_quoted(r#"invalid input syntax for type integer: "MRN-ZZSENTINEL""#, &known),
+            r#"invalid input syntax for type integer: "…""#
+        );
+        assert_eq!(scrub_quoted(r#"relation "patients" does not exist"#, &known), r#"relation "patients" does not exist"#);
+        assert_eq!(scrub_quoted("Unknown column 'mrn' in 'secret value'", &known), "Unknown column 'mrn' in '…'");
+        assert_eq!(scrub_quoted("unterminated \"ZZSENTINEL", &known), "unterminated \"…");
+    }
+
+    #[test]
+    fn keyset_predicates_expand_for_every_index() {
+        let mut n = 0;
+        let (p, order) = keyset_predicate(Engine::Mysql, &["a".into(), "b".into()], &mut || {
+            n += 1;
+            "?".into()
+        });
+        assert_eq!(p, "(`a` > ?) OR (`a` = ? AND `b` > ?)");
+        assert_eq!(order, [0, 0, 1]);
+    }
+}
