@@ -1,6 +1,7 @@
 //! `ehrlift`: the command line. Only this crate knows about terminals, flags and
 //! exit statuses; the libraries report through `Reporter` and typed errors.
 
+mod init;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,38 @@ enum Command {
         /// Tables extracted at the same time, 1 to 64 (default: the plan's `[run] jobs`, else 1).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
         jobs: Option<u16>,
+    },
+    /// Scaffold a plan and one mapping per table from a database's catalog.
+    ///
+    /// Primary keys become resume keys, foreign keys are noted, PHI tags are guessed from
+    /// names and sampled values, and every column init is not sure of is dropped with a
+    /// REVIEW comment: the scaffold fails closed until a person reviews it. The URL is never
+    /// written; the plan reads it from EHRLIFT_SOURCE_URL.
+    ///
+    /// Example: ehrlift init --source-env LEGACY_URL --schema emr --out mappings/legacy/
+    Init {
+        /// Database URL (postgres://, mysql://, mariadb://, sqlite://PATH). A password on the
+        /// command line is visible to other users of the machine: prefer --source-env.
+        #[arg(long, required_unless_present = "source_env", conflicts_with = "source_env")]
+        source: Option<String>,
+        /// Environment variable holding the database URL.
+        #[arg(long, value_name = "VAR")]
+        source_env: Option<String>,
+        /// Schema (PostgreSQL; default public) or database (MySQL; default the URL's).
+        #[arg(long)]
+        schema: Option<String>,
+        /// Directory to write ehrlift.toml and tables/*.toml into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Project name (default: the --out directory's name).
+        #[arg(long)]
+        project: Option<String>,
+        /// Rows sampled per table to guess PHI from values (kept in memory only).
+        #[arg(long, default_value_t = 200)]
+        sample_rows: u32,
+        /// Overwrite an existing scaffold.
+        #[arg(long)]
+        force: bool,
     },
     /// Check a plan, its mappings, its source files' headers and its database tables; writes nothing.
     ///
@@ -157,6 +190,23 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run { plan, dest, fresh, json, encode_threads, jobs } => {
             cmd_run(&cli, &ui, plan, dest.as_deref(), *fresh, *json, *encode_threads, *jobs)
+        }
+        Command::Init { source, source_env, schema, out, project, sample_rows, force } => {
+            let url = match (source, source_env) {
+                (Some(u), _) => Ok(u.clone()),
+                (None, Some(var)) => std::env::var(var).map_err(|_| config(format!("environment variable {var} is not set"))),
+                (None, None) => Err(config("give --source URL or --source-env VAR")),
+            };
+            url.and_then(|url| {
+                init::cmd_init(&init::InitOptions {
+                    url: &url,
+                    schema: schema.as_deref(),
+                    out,
+                    project: project.as_deref(),
+                    sample_rows: *sample_rows,
+                    force: *force,
+                })
+            })
         }
         Command::Validate { plan, json } => cmd_validate(plan, *json),
         Command::Verify { url, json } => cmd_verify(url, *json),

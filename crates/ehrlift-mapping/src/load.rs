@@ -468,7 +468,7 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
                 for (i, col) in c.columns.into_iter().enumerate() {
                     let line = cx.line(col.span());
                     let fields = Fields::new(col.into_inner(), line, format!("column #{}", i + 1));
-                    if let Some(c) = load_column(&mut cx, &dir, fields, &mut hasher) {
+                    if let Some(c) = load_column(&mut cx, &dir, fields, &mut hasher, is_db) {
                         columns.push(c);
                     }
                 }
@@ -640,7 +640,7 @@ fn merge_csv(cx: &mut FileCx<'_>, base: &CsvOptions, over: Option<Spanned<Value>
     }
 }
 
-fn load_column(cx: &mut FileCx<'_>, dir: &Path, mut f: Fields, hasher: &mut Sha256) -> Option<Column> {
+fn load_column(cx: &mut FileCx<'_>, dir: &Path, mut f: Fields, hasher: &mut Sha256, db: bool) -> Option<Column> {
     let name: Option<String> = f.req(cx, "name", "the output column name");
     if let Some(n) = &name {
         f.what = format!("column `{n}`");
@@ -675,7 +675,9 @@ fn load_column(cx: &mut FileCx<'_>, dir: &Path, mut f: Fields, hasher: &mut Sha2
             .ok()
     });
     let trim = f.opt(cx, "trim").unwrap_or(false);
-    let null: Vec<String> = f.opt(cx, "null").unwrap_or_else(|| vec![String::new()]);
+    // An empty field is how CSV writes null; a database has real NULLs, and its empty
+    // strings are values.
+    let null: Vec<String> = f.opt(cx, "null").unwrap_or_else(|| if db { Vec::new() } else { vec![String::new()] });
     let inline: Option<HashMap<String, String>> = f.opt(cx, "recode");
     let recode_file_line = f.line_of(cx, "recode_file");
     let recode_file: Option<String> = f.opt(cx, "recode_file");

@@ -224,41 +224,55 @@ impl std::fmt::Debug for SecretUrl {
 
 /// `scheme://user:PASSWORD@host/db?password=X` → `scheme://user:***@host/db?password=***`.
 pub fn redact_url(url: &str) -> String {
-    let (head, query) = match url.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (url, None),
-    };
-    let mut out = match head.split_once("://") {
-        Some((scheme, rest)) => {
-            let (auth_host, path) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            match auth_host.rsplit_once('@') {
-                Some((auth, host)) => {
-                    let user = auth.split_once(':').map_or(auth, |(u, _)| u);
-                    let pw = if auth.contains(':') { ":***" } else { "" };
-                    format!("{scheme}://{user}{pw}@{host}{path}")
+    redact_url_secrets(url).0
+}
+
+/// The redacted URL and the secrets it held, so driver messages that echo them can be
+/// cleaned. Errs towards hiding: a malformed URL (an unencoded `/` or `?` in the
+/// password) is exactly when an error message shows it.
+pub fn redact_url_secrets(url: &str) -> (String, Vec<String>) {
+    let (mut out, mut rest, mut secrets) = (String::new(), url, Vec::new());
+    if let Some((scheme, after)) = url.split_once("://") {
+        out = format!("{scheme}://");
+        rest = after;
+        // The user-info ends at the last '@', unless that '@' is inside a query parameter.
+        let at = after.rfind('@').and_then(|at| match after.find('?') {
+            Some(q) if q < at && after[q..at].contains('=') => after[..q].rfind('@'),
+            _ => Some(at),
+        });
+        if let Some(at) = at {
+            match after[..at].split_once(':') {
+                Some((user, password)) => {
+                    secrets.push(password.to_owned());
+                    out += &format!("{user}:***@");
                 }
-                None => head.to_owned(),
+                None => out += &after[..=at],
             }
+            rest = &after[at + 1..];
         }
-        None => head.to_owned(),
-    };
-    if let Some(q) = query {
-        let params: Vec<String> = q
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                Some((k, _)) if k.to_ascii_lowercase().contains("password") || k.eq_ignore_ascii_case("sslpassword") => {
-                    format!("{k}=***")
-                }
-                _ => p.to_owned(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&params.join("&"));
     }
-    out
+    match rest.split_once('?') {
+        None => out += rest,
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, v))
+                        if ["password", "passwd", "pwd", "secret", "token", "sslkey"]
+                            .iter()
+                            .any(|s| k.to_ascii_lowercase().contains(s)) =>
+                    {
+                        secrets.push(v.to_owned());
+                        format!("{k}=***")
+                    }
+                    _ => p.to_owned(),
+                })
+                .collect();
+            out += &format!("{path}?{}", params.join("&"));
+        }
+    }
+    secrets.retain(|s| !s.is_empty() && s != "***");
+    (out, secrets)
 }
 
 /// What a database mapping reads.

@@ -269,59 +269,8 @@ pub enum IntrospectError {
     },
 }
 
-/// `url` with its password (user-info and `password=`-like query parameters) replaced by
-/// `***`, for messages and generated files. Idempotent.
-pub fn redact_url(url: &str) -> String {
-    redact(url).0
-}
-
-/// The redacted URL and the secrets it held, so driver messages that echo them can be cleaned.
-/// Errs towards hiding: a malformed URL (an unencoded `/` or `?` in the password) is exactly
-/// when an error message shows it.
-fn redact(url: &str) -> (String, Vec<String>) {
-    let (mut out, mut rest, mut secrets) = (String::new(), url, Vec::new());
-    if let Some((scheme, after)) = url.split_once("://") {
-        out = format!("{scheme}://");
-        rest = after;
-        // The user-info ends at the last '@', unless that '@' is inside a query parameter.
-        let at = after.rfind('@').and_then(|at| match after.find('?') {
-            Some(q) if q < at && after[q..at].contains('=') => after[..q].rfind('@'),
-            _ => Some(at),
-        });
-        if let Some(at) = at {
-            match after[..at].split_once(':') {
-                Some((user, password)) => {
-                    secrets.push(password.to_owned());
-                    out += &format!("{user}:***@");
-                }
-                None => out += &after[..=at],
-            }
-            rest = &after[at + 1..];
-        }
-    }
-    match rest.split_once('?') {
-        None => out += rest,
-        Some((path, query)) => {
-            let params: Vec<String> = query
-                .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some((k, v))
-                        if ["password", "passwd", "pwd", "secret", "token", "sslkey"]
-                            .iter()
-                            .any(|s| k.to_ascii_lowercase().contains(s)) =>
-                    {
-                        secrets.push(v.to_owned());
-                        format!("{k}=***")
-                    }
-                    _ => p.to_owned(),
-                })
-                .collect();
-            out += &format!("{path}?{}", params.join("&"));
-        }
-    }
-    secrets.retain(|s| !s.is_empty() && s != "***");
-    (out, secrets)
-}
+pub use ehrlift_mapping::redact_url;
+use ehrlift_mapping::redact_url_secrets as redact;
 
 /// What an error needs to say where it happened without saying anything secret.
 struct Ctx {

@@ -18,8 +18,10 @@
 //! and table; a server message is kept only after every quoted part that is not a known
 //! identifier is replaced, because servers quote values in some messages.
 
+pub mod introspect;
 mod mysql;
 mod pg;
+pub mod scaffold;
 mod sqlite;
 mod values;
 
