@@ -357,16 +357,21 @@ impl UuidBuilder {
     }
 }
 
-/// Whether a typed source column can be read as `ty` (the check is per value after that).
+/// Whether a raw source column can be read as `ty` (the check is per value after that).
 pub fn can_convert(from: &DataType, ty: ColumnType) -> bool {
     let to = data_type(ty);
-    from == &to
-        || matches!(from, DataType::Utf8) && ty.parses_from_text()
-        || matches!((from, ty), (DataType::Timestamp(TimeUnit::Microsecond, None), ColumnType::TimestampTz))
-        || !matches!(ty, ColumnType::Uuid | ColumnType::Json) && !matches!(from, DataType::FixedSizeBinary(_)) && arrow_cast::can_cast_types(from, &to)
-        || matches!((from, ty), (DataType::FixedSizeBinary(16), ColumnType::Utf8))
+    if from == &to {
+        return true;
+    }
+    match from {
+        // Text goes through the text parsers, never through a cast.
+        DataType::Utf8 => ty.parses_from_text(),
+        DataType::Timestamp(TimeUnit::Microsecond, None) => ty == ColumnType::TimestampTz || arrow_cast::can_cast_types(from, &to),
         // Text a driver reports as bytes (MySQL text with a binary collation): UTF-8 checked per value.
-        || matches!((from, ty), (DataType::Binary, ColumnType::Utf8 | ColumnType::Json))
+        DataType::Binary => matches!(ty, ColumnType::Utf8 | ColumnType::Json),
+        DataType::FixedSizeBinary(_) => false,
+        _ => !matches!(ty, ColumnType::Uuid | ColumnType::Json) && arrow_cast::can_cast_types(from, &to),
+    }
 }
 
 /// A wall-clock microsecond count in `tz` to the UTC instant; gaps and overlaps quarantine.
@@ -595,6 +600,64 @@ mod tests {
     fn bools_use_configured_tokens_only() {
         let (_, errs) = run(&col(ColumnType::Bool), &[Some("Y"), Some("n"), Some("NO")]);
         assert_eq!(errs, vec![(2, Reason::InvalidBoolean)]);
+    }
+
+    fn typed(c: &Column, input: &dyn Array) -> (ArrayRef, Vec<CellError>) {
+        let mut errs = vec![];
+        let a = ColumnKernel::compile(c).apply(input, &mut errs);
+        (a, errs)
+    }
+
+    #[test]
+    fn typed_values_convert_only_when_nothing_is_lost() {
+        use arrow_array::{BinaryArray, Decimal128Array, Int64Array, TimestampMicrosecondArray};
+        // Narrowing: in-range values pass, the rest are null and reported.
+        let (a, errs) = typed(&col(ColumnType::Int16), &Int64Array::from(vec![Some(7), Some(70_000), None]));
+        assert_eq!(a.data_type(), &DataType::Int16);
+        assert_eq!(errs, vec![(1, Reason::OutOfRange)]);
+        // A smaller scale keeps 1.20 but never rounds 1.25.
+        let dec = Decimal128Array::from(vec![120, 125]).with_precision_and_scale(5, 2).unwrap();
+        let (a, errs) = typed(&col(ColumnType::Decimal { precision: 5, scale: 1 }), &dec);
+        assert_eq!(errs, vec![(1, Reason::DecimalOutOfRange)]);
+        assert_eq!(a.as_primitive::<arrow_array::types::Decimal128Type>().value(0), 12);
+        // The same type passes through untouched; a non-nullable null is still reported.
+        let mut c = col(ColumnType::Int64);
+        c.nullable = false;
+        let (_, errs) = typed(&c, &Int64Array::from(vec![Some(i64::MIN), None]));
+        assert_eq!(errs, vec![(1, Reason::NullNotAllowed)]);
+        // Wall-clock time read in the column's zone; a time in a DST gap is reported.
+        let mut c = col(ColumnType::TimestampTz);
+        c.timezone = Some(chrono_tz::America::New_York);
+        let local = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap().and_utc().timestamp_micros();
+        let input = TimestampMicrosecondArray::from(vec![local("2026-01-15 12:00:00"), local("2026-03-08 02:30:00")]);
+        let (a, errs) = typed(&c, &input);
+        assert_eq!(a.as_primitive::<TimestampMicrosecondType>().value(0), local("2026-01-15 17:00:00"));
+        assert_eq!(errs, vec![(1, Reason::AmbiguousLocalTime)]);
+        // Bytes a driver reports for text: UTF-8 checked.
+        let (a, errs) = typed(&col(ColumnType::Utf8), &BinaryArray::from(vec![&b"ok"[..], &[0xff, 0xfe][..]]));
+        assert_eq!(a.as_string::<i32>().value(0), "ok");
+        assert_eq!(errs, vec![(1, Reason::InvalidEncoding)]);
+        assert!(!can_convert(&DataType::Utf8, ColumnType::Binary));
+        assert!(can_convert(&DataType::Int32, ColumnType::Int64));
+    }
+
+    #[test]
+    fn text_parses_the_database_types_too() {
+        let (a, errs) = run(&col(ColumnType::Uuid), &[Some("{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}"), Some("a0eebc999c0b4ef8bb6d6bb9bd380a1"), Some("zz")]);
+        assert_eq!(a.as_fixed_size_binary().value(0)[0], 0xa0);
+        assert_eq!(errs, vec![(1, Reason::InvalidUuid), (2, Reason::InvalidUuid)]);
+        let (_, errs) = run(&col(ColumnType::Json), &[Some("{\"a\": [1, 2]}"), Some("{a:1}")]);
+        assert_eq!(errs, vec![(1, Reason::InvalidJson)]);
+        let (a, errs) = run(&col(ColumnType::Time), &[Some("23:59:59.999999"), Some("24:00:00"), Some("07:05")]);
+        assert_eq!(a.as_primitive::<arrow_array::types::Time64MicrosecondType>().value(0), 86_399_999_999);
+        assert_eq!(errs, vec![(1, Reason::InvalidTime)]);
+        let (_, errs) = run(&col(ColumnType::Int8), &[Some("127"), Some("128")]);
+        assert_eq!(errs, vec![(1, Reason::InvalidInteger)]);
+        let big = "-1234567890123456789012345678901234567890.1234567890";
+        let (a, errs) = run(&col(ColumnType::Decimal { precision: 60, scale: 10 }), &[Some(big), Some("1.12345678901")]);
+        assert_eq!(errs, vec![(1, Reason::DecimalOutOfRange)]);
+        let d = a.as_primitive::<arrow_array::types::Decimal256Type>();
+        assert_eq!(d.value_as_string(0), big);
     }
 
     #[test]
