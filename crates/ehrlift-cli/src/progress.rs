@@ -76,7 +76,8 @@ pub fn init_tracing(json: bool, verbose: u8, ui: Ui) {
 /// One bar per table: bytes when the total is known, rows otherwise.
 pub struct BarReporter {
     ui: Ui,
-    bars: Mutex<HashMap<String, ProgressBar>>,
+    /// Per table: its bar, and whether the bar counts rows (databases) rather than bytes.
+    bars: Mutex<HashMap<String, (ProgressBar, bool)>>,
 }
 
 impl BarReporter {
@@ -90,8 +91,11 @@ impl Reporter for BarReporter {
         let Some(multi) = &self.ui.multi else { return };
         let mut bars = self.bars.lock().expect("bars lock");
         match event {
-            TableEvent::Started { table, total_bytes, done_bytes, .. } => {
-                let bar = match total_bytes {
+            TableEvent::Started { table, total_bytes, done_bytes, done_rows, total_rows } => {
+                // Files: a bar over bytes; databases: over the planner's row estimate.
+                let by_rows = total_bytes.is_none() && total_rows.is_some_and(|r| r > 0);
+                let (total, done) = if by_rows { (total_rows, done_rows) } else { (total_bytes, done_bytes) };
+                let bar = match total {
                     Some(total) => {
                         let b = multi.add(ProgressBar::new(total));
                         b.set_style(
@@ -99,7 +103,7 @@ impl Reporter for BarReporter {
                                 .expect("template")
                                 .progress_chars("=> "),
                         );
-                        b.set_position(done_bytes);
+                        b.set_position(done);
                         b
                     }
                     None => {
@@ -110,19 +114,20 @@ impl Reporter for BarReporter {
                 };
                 bar.set_prefix(table.clone());
                 bar.enable_steady_tick(Duration::from_millis(250));
-                bars.insert(table, bar);
+                bars.insert(table, (bar, by_rows));
             }
             TableEvent::Progress { table, rows, quarantined, bytes } => {
-                if let Some(b) = bars.get(&table) {
+                if let Some((b, by_rows)) = bars.get(&table) {
                     if b.length().is_some() {
-                        b.set_position(bytes);
+                        // An estimate can be low: the bar stops at its end rather than overflow.
+                        b.set_position(if *by_rows { rows.min(b.length().unwrap_or(rows)) } else { bytes });
                     }
                     let rate = rows as f64 / b.elapsed().as_secs_f64().max(0.001);
                     b.set_message(format!("{rows} rows ({rate:.0}/s), {quarantined} quarantined"));
                 }
             }
             TableEvent::Finished { table, rows_read, rows_written, rows_quarantined, elapsed } => {
-                if let Some(b) = bars.remove(&table) {
+                if let Some((b, _)) = bars.remove(&table) {
                     b.finish_and_clear();
                     multi.remove(&b);
                 }
@@ -132,7 +137,7 @@ impl Reporter for BarReporter {
                 ));
             }
             TableEvent::Failed { table, message } => {
-                if let Some(b) = bars.remove(&table) {
+                if let Some((b, _)) = bars.remove(&table) {
                     b.abandon();
                 }
                 let _ = multi.println(format!("{table:>16} FAILED: {message}"));
@@ -152,11 +157,12 @@ pub struct LogReporter {
     clocks: Mutex<HashMap<String, Clock>>,
 }
 
-/// When a table started, when it last logged, and its total bytes if known.
+/// When a table started, when it last logged, and its total bytes (or estimated rows) if known.
 struct Clock {
     start: Instant,
     logged: Instant,
     total: Option<u64>,
+    total_rows: Option<u64>,
 }
 
 impl LogReporter {
@@ -168,10 +174,10 @@ impl LogReporter {
 impl Reporter for LogReporter {
     fn event(&self, event: TableEvent) {
         match event {
-            TableEvent::Started { table, total_bytes, done_bytes, done_rows } => {
-                tracing::info!(%table, total_bytes, done_bytes, done_rows, "table started");
+            TableEvent::Started { table, total_bytes, done_bytes, done_rows, total_rows } => {
+                tracing::info!(%table, total_bytes, done_bytes, done_rows, total_rows, "table started");
                 let now = Instant::now();
-                self.clocks.lock().expect("lock").insert(table, Clock { start: now, logged: now, total: total_bytes });
+                self.clocks.lock().expect("lock").insert(table, Clock { start: now, logged: now, total: total_bytes, total_rows });
             }
             TableEvent::Progress { table, rows, quarantined, bytes } => {
                 let mut clocks = self.clocks.lock().expect("lock");
@@ -180,7 +186,11 @@ impl Reporter for LogReporter {
                 {
                     c.logged = Instant::now();
                     let rows_per_s = (rows as f64 / c.start.elapsed().as_secs_f64().max(0.001)).round() as u64;
-                    let percent = c.total.filter(|t| *t > 0).map(|t| (bytes * 100 / t).min(100));
+                    let percent = match (c.total, c.total_rows) {
+                        (Some(t), _) if t > 0 => Some((bytes * 100 / t).min(100)),
+                        (None, Some(r)) if r > 0 => Some((rows * 100 / r).min(100)),
+                        _ => None,
+                    };
                     tracing::info!(%table, rows, rows_per_s, quarantined, bytes, percent, "progress");
                 }
             }

@@ -16,6 +16,8 @@ pub enum TableEvent {
         done_bytes: u64,
         /// Rows already committed by an earlier attempt.
         done_rows: u64,
+        /// The database's row estimate, when bytes are unknown (a database table).
+        total_rows: Option<u64>,
     },
     /// More rows were read.
     Progress {

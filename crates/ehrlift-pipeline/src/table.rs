@@ -69,6 +69,13 @@ impl Source {
         }
     }
 
+    fn total_rows(&self) -> Option<u64> {
+        match self {
+            Source::Csv(_) => None,
+            Source::Sql(s) => s.estimate(),
+        }
+    }
+
     fn total_bytes(&self) -> Option<u64> {
         match self {
             Source::Csv(s) => s.total_bytes(),
@@ -158,6 +165,7 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
         total_bytes,
         done_bytes: source.bytes_done(&progress.position),
         done_rows: progress.rows_read,
+        total_rows: source.total_rows(),
     });
 
     // Parts committed by an earlier attempt are final; anything after them (a part
