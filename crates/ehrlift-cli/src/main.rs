@@ -189,7 +189,7 @@ fn main() -> ExitCode {
     install_panic_hook();
     let result = match &cli.command {
         Command::Run { plan, dest, fresh, json, encode_threads, jobs } => {
-            cmd_run(&cli, &ui, plan, dest.as_deref(), *fresh, *json, *encode_threads, *jobs)
+            cmd_run(&cli, &ui, plan, dest.as_deref(), *fresh, *json, RunOverrides { encode_threads: *encode_threads, jobs: *jobs })
         }
         Command::Init { source, source_env, schema, out, project, sample_rows, force } => {
             let url = match (source, source_env) {
@@ -274,6 +274,12 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `run` flags that override the plan's `[run]` settings.
+struct RunOverrides {
+    encode_threads: Option<usize>,
+    jobs: Option<u16>,
+}
+
 fn cmd_run(
     cli: &Cli,
     ui: &progress::Ui,
@@ -281,14 +287,13 @@ fn cmd_run(
     dest: Option<&str>,
     fresh: bool,
     json: bool,
-    encode_threads: Option<usize>,
-    jobs: Option<u16>,
+    overrides: RunOverrides,
 ) -> Result<u8, Failure> {
     let mut plan = load(plan_path)?;
-    if let Some(n) = encode_threads {
+    if let Some(n) = overrides.encode_threads {
         plan.run.encode_threads = n;
     }
-    if let Some(n) = jobs {
+    if let Some(n) = overrides.jobs {
         plan.run.jobs = usize::from(n);
     }
     let store = store_for(&plan, dest)?;

@@ -643,7 +643,10 @@ mod tests {
 
     #[test]
     fn text_parses_the_database_types_too() {
-        let (a, errs) = run(&col(ColumnType::Uuid), &[Some("{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}"), Some("a0eebc999c0b4ef8bb6d6bb9bd380a1"), Some("zz")]);
+        let (a, errs) = run(
+            &col(ColumnType::Uuid),
+            &[Some("{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}"), Some("a0eebc999c0b4ef8bb6d6bb9bd380a1"), Some("zz")],
+        );
         assert_eq!(a.as_fixed_size_binary().value(0)[0], 0xa0);
         assert_eq!(errs, vec![(1, Reason::InvalidUuid), (2, Reason::InvalidUuid)]);
         let (_, errs) = run(&col(ColumnType::Json), &[Some("{\"a\": [1, 2]}"), Some("{a:1}")]);

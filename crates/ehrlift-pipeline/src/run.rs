@@ -277,7 +277,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         let input = match found {
             Found::Files { files, .. } => TableInput::Files(files),
             Found::Database { source, db } => TableInput::Database {
-                spec: TableSpec::new(m, &source, &db, snapshots.get(&source).map(|s| s.id().to_owned())),
+                spec: Box::new(TableSpec::new(m, &source, &db, snapshots.get(&source).map(|s| s.id().to_owned()))),
                 seal: privacy.cursor_seal.clone(),
             },
         };
@@ -341,6 +341,8 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
 
 /// One table's work: mapping, input, input names, input fingerprint, committed progress.
 type Work<'p> = (&'p Mapping, TableInput, Vec<String>, String, crate::replay::TableProgress);
+/// One table done: mapping, input names, final progress.
+type Done<'p> = (&'p Mapping, Vec<String>, crate::replay::TableProgress);
 
 /// Runs the tables on `plan.run.jobs` threads, each taking the next table in plan order;
 /// results come back in plan order. After a failure no new table starts.
@@ -352,16 +354,15 @@ fn run_tables<'p>(
     privacy: &crate::privacy::RunPrivacy,
     converters: usize,
     work: Vec<Work<'p>>,
-) -> Result<Vec<(&'p Mapping, Vec<String>, crate::replay::TableProgress)>, PipelineError> {
+) -> Result<Vec<Done<'p>>, PipelineError> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let n = work.len();
     let queue: Vec<Mutex<Option<Work<'p>>>> = work.into_iter().map(|w| Mutex::new(Some(w))).collect();
-    let results: Vec<Mutex<Option<Result<(&'p Mapping, Vec<String>, crate::replay::TableProgress), PipelineError>>>> =
-        (0..n).map(|_| Mutex::new(None)).collect();
+    let results: Vec<Mutex<Option<Result<Done<'p>, PipelineError>>>> = (0..n).map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let one = |i: usize| -> Result<(&'p Mapping, Vec<String>, crate::replay::TableProgress), PipelineError> {
+    let one = |i: usize| -> Result<Done<'p>, PipelineError> {
         let (m, input, names, ffp, progress) = queue[i].lock().expect("queue").take().expect("each table once");
         if progress.finished.is_some() {
             opts.reporter.event(ehrlift_core::TableEvent::Skipped { table: m.table.clone() });

@@ -45,20 +45,20 @@ pub(crate) enum TableInput {
     /// A table's files.
     Files(Vec<SourceFile>),
     /// A database table or query; `seal` opens and seals keyset cursors.
-    Database { spec: TableSpec, seal: Option<CursorSeal> },
+    Database { spec: Box<TableSpec>, seal: Option<CursorSeal> },
 }
 
 /// An open source of either kind.
 enum Source {
-    Csv(CsvTableSource),
+    Csv(Box<CsvTableSource>),
     Sql(SqlTableSource),
 }
 
 impl Source {
     fn open(job: &TableJob<'_>, resume: &Position) -> Result<Self, PipelineError> {
         Ok(match &job.input {
-            TableInput::Files(files) => Source::Csv(CsvTableSource::open(job.mapping, files.clone(), resume.clone())),
-            TableInput::Database { spec, seal } => Source::Sql(SqlTableSource::open(spec.clone(), resume, seal.clone())?),
+            TableInput::Files(files) => Source::Csv(Box::new(CsvTableSource::open(job.mapping, files.clone(), resume.clone()))),
+            TableInput::Database { spec, seal } => Source::Sql(SqlTableSource::open((**spec).clone(), resume, seal.clone())?),
         })
     }
 
@@ -109,6 +109,8 @@ struct RawBatch {
 }
 
 /// What the converter thread sends the writer.
+// One message per batch: the size of the end marker does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Batch {
         batch: RecordBatch,

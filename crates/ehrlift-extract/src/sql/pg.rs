@@ -76,7 +76,7 @@ pub(super) async fn open(
         }
         columns.push(SourceColumn { name: name.clone(), kind, as_text });
     }
-    if encoding != ServerEncoding::Utf8 && columns.iter().any(|c| c.kind.as_ref().is_ok_and(|k| has_text(k))) {
+    if encoding != ServerEncoding::Utf8 && columns.iter().any(|c| c.kind.as_ref().is_ok_and(has_text)) {
         // Binary COPY sends text in the server encoding; these two decode exactly.
         tracing::info!(table = %spec.table, ?encoding, "transcoding text from the server encoding");
     }
@@ -344,7 +344,7 @@ fn be<const N: usize>(v: &[u8]) -> Result<[u8; N], Reason> {
 /// Decodes one value in PostgreSQL's binary send format. On error nothing was appended
 /// (a list may hold some elements), and the caller appends a null.
 fn decode_value(b: &mut Builder, kind: &Kind, v: &[u8], enc: ServerEncoding) -> Result<(), Reason> {
-    let r = (|| -> Result<(), Reason> {
+    (|| -> Result<(), Reason> {
         match (b, kind) {
             (Builder::Bool(b), _) => b.append_value(v.first().ok_or(Reason::UnrepresentableValue)? != &0),
             (Builder::I16(b), _) => b.append_value(i16::from_be_bytes(be(v)?)),
@@ -382,8 +382,7 @@ fn decode_value(b: &mut Builder, kind: &Kind, v: &[u8], enc: ServerEncoding) -> 
             _ => return Err(Reason::UnrepresentableValue),
         }
         Ok(())
-    })();
-    r
+    })()
 }
 
 fn append_text(b: &mut arrow_array::builder::StringBuilder, v: &[u8], enc: ServerEncoding) -> Result<(), Reason> {

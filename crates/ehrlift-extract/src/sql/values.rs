@@ -324,7 +324,7 @@ impl KeyValue {
 /// to the table, so a checkpoint at the destination never shows a key value in clear.
 #[derive(Clone)]
 pub struct CursorSeal {
-    cipher: Aes256Gcm,
+    cipher: Arc<Aes256Gcm>,
 }
 
 impl std::fmt::Debug for CursorSeal {
@@ -341,7 +341,7 @@ pub struct CursorError;
 impl CursorSeal {
     /// A seal from 32 bytes of key material (`ProjectKey::derive("ehrlift/cursor/v1")`).
     pub fn new(key: &[u8; 32]) -> Self {
-        CursorSeal { cipher: Aes256Gcm::new(key.into()) }
+        CursorSeal { cipher: Arc::new(Aes256Gcm::new(key.into())) }
     }
 
     /// `base64(nonce ‖ ciphertext)` of the key values, bound to `table`.
