@@ -208,7 +208,7 @@ fn uint(v: &[u8]) -> Result<u64, Option<Reason>> {
 
 /// `Err(None)`: a zero date appended as null; `Err(Some(r))`: nothing appended, reject.
 fn decode_value(b: &mut Builder, kind: &Kind, v: &[u8], zero: ZeroDates) -> Result<(), Option<Reason>> {
-    let text = || std::str::from_utf8(v).map_err(|_| Some(Reason::InvalidEncoding));
+    let text = || simdutf8::basic::from_utf8(v).map_err(|_| Some(Reason::InvalidEncoding));
     match (b, kind) {
         (Builder::I8(b), _) => b.append_value(i8::from_le_bytes(le(v)?)),
         (Builder::I16(b), _) => b.append_value(i16::from_le_bytes(le(v)?)),

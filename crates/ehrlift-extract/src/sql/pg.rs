@@ -16,12 +16,16 @@ use super::values::{Builder, KeyValue, Kind, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 use super::{DbError, Emit, Rows, SourceColumn, TableSpec, from_item, quote_ident};
 use ehrlift_mapping::{ColumnType, DatabaseSource, Engine};
 
+/// Session settings of every connection: literals and times read the same everywhere, and
+/// a connection that waits on the pipeline inside its transaction (or holds the run's
+/// snapshot) is not cut by the server's idle-in-transaction timeout.
+const SESSION_SETUP: &str = "SET application_name = 'ehrlift'; SET standard_conforming_strings = on; SET TimeZone = 'UTC'; \
+     SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3; SET idle_in_transaction_session_timeout = 0";
+
 /// Connects and sets the session up so values and errors are read the same everywhere.
 pub(super) async fn connect(spec: &TableSpec) -> Result<PgConnection, DbError> {
     let mut conn = PgConnection::connect(spec.db.url.expose()).await.map_err(|e| spec.driver("cannot connect", &e))?;
-    conn.execute("SET application_name = 'ehrlift'; SET standard_conforming_strings = on; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3")
-        .await
-        .map_err(|e| spec.driver("cannot set up the session", &e))?;
+    conn.execute(SESSION_SETUP).await.map_err(|e| spec.driver("cannot set up the session", &e))?;
     Ok(conn)
 }
 
@@ -65,6 +69,12 @@ pub(super) async fn open(
         .prepare(AssertSqlSafe(format!("SELECT {list} FROM {from}")).into_sql_str())
         .await
         .map_err(|e| spec.driver("cannot describe", &e))?;
+    // PostgreSQL checks privileges when a statement runs, not when it is prepared: run it
+    // for no rows, so a missing grant is refused before the run touches the destination.
+    sqlx::query(AssertSqlSafe(format!("SELECT {list} FROM {from} LIMIT 0")))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| spec.driver("cannot read", &e))?;
     let mut columns = Vec::new();
     for (name, col) in select.iter().zip(stmt.columns()) {
         let info = col.type_info();
@@ -198,55 +208,77 @@ pub(super) async fn chunk(
     let kinds: Vec<Kind> = columns.iter().map(|c| c.kind.clone().expect("checked")).collect();
     let encoding = ENCODING.with(std::cell::Cell::get);
     let mut stream = conn.copy_out_raw(&sql).await.map_err(|e| spec.driver("cannot start reading", &e))?;
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-    let mut pos = 0usize;
-    let mut header = false;
-    let mut read = 0u64;
-    let mut done = false;
+    // The server sends one tuple per message: tuples are decoded straight from the message,
+    // and only a tuple split across messages is assembled in `buf`.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut st = CopyState { header: false, done: false, read: 0 };
     while let Some(part) = stream.next().await {
         let part = part.map_err(|e| spec.driver("reading failed", &e))?;
-        if pos > 0 && pos == buf.len() {
-            buf.clear();
-            pos = 0;
-        } else if pos > (1 << 20) {
-            buf.drain(..pos);
-            pos = 0;
-        }
-        buf.extend_from_slice(&part);
-        if !header {
-            match parse_header(&buf) {
-                Some(Ok(n)) => {
-                    pos = n;
-                    header = true;
-                }
-                Some(Err(())) => return Err(spec.error(ErrorClass::Internal, "unexpected COPY header")),
-                None => continue,
-            }
-        }
-        while !done {
-            match tuple_len(&buf[pos..], kinds.len()) {
-                Err(()) => return Err(spec.error(ErrorClass::Internal, "malformed COPY tuple")),
-                Ok(None) => break,
-                Ok(Some(0)) => {
-                    done = true; // trailer
-                    pos += 2;
-                }
-                Ok(Some(len)) => {
-                    decode_tuple(&buf[pos..pos + len], &kinds, encoding, rows);
-                    pos += len;
-                    read += 1;
-                    rows.end_row();
-                    if !emit.after_row(rows)? {
-                        return Ok(None);
-                    }
-                }
-            }
+        if buf.is_empty() {
+            let Some(n) = consume(spec, &part, &mut st, &kinds, encoding, rows, emit)? else { return Ok(None) };
+            buf.extend_from_slice(&part[n..]);
+        } else {
+            buf.extend_from_slice(&part);
+            let Some(n) = consume(spec, &buf, &mut st, &kinds, encoding, rows, emit)? else { return Ok(None) };
+            buf.drain(..n);
         }
     }
+    let (done, read) = (st.done, st.read);
     if !done {
         return Err(spec.error(ErrorClass::Transient, "the COPY stream ended early"));
     }
     Ok(Some(read))
+}
+
+/// Where a COPY stream stands.
+struct CopyState {
+    header: bool,
+    done: bool,
+    read: u64,
+}
+
+/// Decodes the whole tuples at the start of `data`; returns the bytes consumed, or `None`
+/// when the pipeline stopped asking.
+fn consume(
+    spec: &TableSpec,
+    data: &[u8],
+    st: &mut CopyState,
+    kinds: &[Kind],
+    encoding: ServerEncoding,
+    rows: &mut Rows,
+    emit: &mut Emit<'_, '_>,
+) -> Result<Option<usize>, DbError> {
+    let mut pos = 0;
+    if !st.header {
+        match parse_header(data) {
+            Some(Ok(n)) => {
+                pos = n;
+                st.header = true;
+            }
+            Some(Err(())) => return Err(spec.error(ErrorClass::Internal, "unexpected COPY header")),
+            None => return Ok(Some(0)),
+        }
+    }
+    while !st.done {
+        match tuple_len(&data[pos..], kinds.len()) {
+            Err(()) => return Err(spec.error(ErrorClass::Internal, "malformed COPY tuple")),
+            Ok(None) => break,
+            Ok(Some(0)) => {
+                st.done = true; // trailer
+                pos += 2;
+            }
+            Ok(Some(len)) => {
+                decode_tuple(&data[pos..pos + len], kinds, encoding, rows);
+                pos += len;
+                st.read += 1;
+                rows.end_row();
+                if !emit.after_row(rows)? {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    Ok(Some(pos))
 }
 
 /// The untyped literal of a key value: PostgreSQL coerces it to the column's type.
@@ -387,7 +419,7 @@ fn decode_value(b: &mut Builder, kind: &Kind, v: &[u8], enc: ServerEncoding) -> 
 
 fn append_text(b: &mut arrow_array::builder::StringBuilder, v: &[u8], enc: ServerEncoding) -> Result<(), Reason> {
     match enc {
-        ServerEncoding::Utf8 => b.append_value(std::str::from_utf8(v).map_err(|_| Reason::InvalidEncoding)?),
+        ServerEncoding::Utf8 => b.append_value(simdutf8::basic::from_utf8(v).map_err(|_| Reason::InvalidEncoding)?),
         ServerEncoding::Latin1 => b.append_value(v.iter().map(|&c| c as char).collect::<String>()),
         ServerEncoding::Win1252 => b.append_value(encoding_rs::WINDOWS_1252.decode_without_bom_handling(v).0),
     }
@@ -430,31 +462,47 @@ pub(super) fn numeric_text(v: &[u8]) -> Result<String, Reason> {
     if sign == 0xC000 || sign == 0xD000 || sign == 0xF000 {
         return Err(Reason::UnrepresentableValue); // NaN, ±infinity
     }
-    let digits: Vec<u16> = (0..ndigits).map(|k| h(8 + 2 * k)).collect::<Result<_, _>>()?;
-    let mut int = String::new();
-    for k in 0..=weight.max(-1) {
-        let d = digits.get(k as usize).copied().unwrap_or(0);
-        if int.is_empty() {
-            if d != 0 {
-                int.push_str(&d.to_string());
+    let digit = |k: i32| -> Result<u16, Reason> { if k >= 0 && (k as usize) < ndigits { h(8 + 2 * k as usize) } else { Ok(0) } };
+    // Base-10000 groups to decimal digits, written without formatting machinery: this runs
+    // once per NUMERIC value.
+    let mut out = String::with_capacity(((weight.max(0) as usize + 1) * 4) + dscale + 2);
+    let push4 = |out: &mut String, d: u16, lead: bool| {
+        let ds = [d / 1000, d / 100 % 10, d / 10 % 10, d % 10];
+        let mut started = !lead;
+        for x in ds {
+            if started || x != 0 {
+                out.push((b'0' + x as u8) as char);
+                started = true;
             }
-        } else {
-            int.push_str(&format!("{d:04}"));
         }
+    };
+    let neg = sign == 0x4000;
+    if neg {
+        out.push('-');
     }
-    if int.is_empty() {
-        int.push('0');
+    let int_start = out.len();
+    for k in 0..=weight {
+        let lead = out.len() == int_start;
+        push4(&mut out, digit(k)?, lead);
     }
-    let mut frac = String::new();
-    let mut k = weight + 1;
-    while frac.len() < dscale {
-        let d = if k >= 0 { digits.get(k as usize).copied().unwrap_or(0) } else { 0 };
-        frac.push_str(&format!("{d:04}"));
-        k += 1;
+    if out.len() == int_start {
+        out.push('0');
     }
-    frac.truncate(dscale);
-    let neg = sign == 0x4000 && (int != "0" || frac.bytes().any(|c| c != b'0'));
-    Ok(format!("{}{int}{}{frac}", if neg { "-" } else { "" }, if dscale > 0 { "." } else { "" }))
+    if dscale > 0 {
+        out.push('.');
+        let frac_start = out.len();
+        let mut k = weight + 1;
+        while out.len() - frac_start < dscale {
+            push4(&mut out, digit(k)?, false);
+            k += 1;
+        }
+        out.truncate(frac_start + dscale);
+    }
+    // A negative zero prints as zero.
+    if neg && out[1..].bytes().all(|c| c == b'0' || c == b'.') {
+        out.remove(0);
+    }
+    Ok(out)
 }
 
 /// An exported snapshot: one transaction held open for the run so every table's
@@ -492,6 +540,7 @@ impl PgSnapshot {
                 rt.block_on(async move {
                     let conn = async {
                         let mut c = PgConnection::connect(url.expose()).await?;
+                        c.execute(SESSION_SETUP).await?;
                         c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
                         let id: String = sqlx::query("SELECT pg_export_snapshot()").fetch_one(&mut c).await?.try_get(0)?;
                         Ok::<_, sqlx::Error>((c, id))
@@ -557,7 +606,9 @@ mod tests {
     fn numerics_decode_exactly_with_their_scale() {
         assert_eq!(numeric_text(&numeric(&[12, 3400], 0, true, 4)).unwrap(), "-12.3400");
         assert_eq!(numeric_text(&numeric(&[1, 0], 1, false, 0)).unwrap(), "10000");
-        assert_eq!(numeric_text(&numeric(&[5], -1, false, 2)).unwrap(), "0.05");
+        assert_eq!(numeric_text(&numeric(&[500], -1, false, 2)).unwrap(), "0.05");
+        assert_eq!(numeric_text(&numeric(&[5], -1, true, 4)).unwrap(), "-0.0005");
+        assert_eq!(numeric_text(&numeric(&[5], -1, true, 2)).unwrap(), "0.00");
         assert_eq!(numeric_text(&numeric(&[], 0, false, 3)).unwrap(), "0.000");
         assert_eq!(numeric_text(&numeric(&[9999, 9999, 9999], 2, false, 0)).unwrap(), "999999999999");
         assert_eq!(numeric_text(&numeric(&[1234], -2, false, 8)).unwrap(), "0.00001234");

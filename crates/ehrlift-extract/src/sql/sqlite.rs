@@ -143,7 +143,7 @@ fn decode_row(row: &SqliteRow, kinds: &[Kind], rows: &mut Rows) {
                     _ => {
                         let v = <&[u8] as Decode<Sqlite>>::decode(raw).map_err(|_| Reason::InvalidEncoding)?;
                         bytes = v.len();
-                        b.append_value(std::str::from_utf8(v).map_err(|_| Reason::InvalidEncoding)?)
+                        b.append_value(simdutf8::basic::from_utf8(v).map_err(|_| Reason::InvalidEncoding)?)
                     }
                 },
                 _ => return Err(Reason::UnrepresentableValue),
