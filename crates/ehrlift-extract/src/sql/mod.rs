@@ -522,7 +522,12 @@ impl Emit<'_, '_> {
     /// Sends the collected rows as one batch, then waits for the next request.
     fn send(&mut self, rows: &mut Rows) -> Result<bool, DbError> {
         let spec = self.reader.spec;
-        let arrays: Vec<ArrayRef> = rows.builders.iter_mut().map(Builder::finish).collect();
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(rows.builders.len());
+        for (col, b) in rows.builders.iter_mut().enumerate() {
+            let (a, not_utf8) = b.finish_checked();
+            rows.bad.extend(not_utf8.into_iter().map(|row| (row, col, Reason::InvalidEncoding)));
+            arrays.push(a);
+        }
         let n = rows.rows;
         let last = n - 1;
         if !rows.key_at.is_empty() {

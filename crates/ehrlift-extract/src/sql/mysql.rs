@@ -208,7 +208,6 @@ fn uint(v: &[u8]) -> Result<u64, Option<Reason>> {
 
 /// `Err(None)`: a zero date appended as null; `Err(Some(r))`: nothing appended, reject.
 fn decode_value(b: &mut Builder, kind: &Kind, v: &[u8], zero: ZeroDates) -> Result<(), Option<Reason>> {
-    let text = || simdutf8::basic::from_utf8(v).map_err(|_| Some(Reason::InvalidEncoding));
     match (b, kind) {
         (Builder::I8(b), _) => b.append_value(i8::from_le_bytes(le(v)?)),
         (Builder::I16(b), _) => b.append_value(i16::from_le_bytes(le(v)?)),
@@ -225,7 +224,7 @@ fn decode_value(b: &mut Builder, kind: &Kind, v: &[u8], zero: ZeroDates) -> Resu
         (Builder::U64(b), _) => b.append_value(uint(&v.iter().rev().copied().collect::<Vec<_>>())?),
         (Builder::F32(b), _) => b.append_value(f32::from_le_bytes(le(v)?)),
         (Builder::F64(b), _) => b.append_value(f64::from_le_bytes(le(v)?)),
-        (Builder::Text(b), _) => b.append_value(text()?),
+        (Builder::Text(b), _) => b.append_bytes(v),
         (Builder::Binary(b), _) => b.append_value(v),
         (Builder::Date(b), _) => match date(v)? {
             Some(d) => b.append_value(d),

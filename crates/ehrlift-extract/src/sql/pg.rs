@@ -386,7 +386,7 @@ fn decode_value(b: &mut Builder, kind: &Kind, v: &[u8], enc: ServerEncoding) -> 
             }
             (Builder::F32(b), _) => b.append_value(f32::from_be_bytes(be(v)?)),
             (Builder::F64(b), _) => b.append_value(f64::from_be_bytes(be(v)?)),
-            (Builder::Text(b), Kind::Decimal) => b.append_value(numeric_text(v)?),
+            (Builder::Text(b), Kind::Decimal) => b.append_str(&numeric_text(v)?),
             // jsonb's send format is a version byte (1) before the text.
             (Builder::Text(b), Kind::Json) => append_text(b, v.strip_prefix(&[1]).unwrap_or(v), enc)?,
             (Builder::Text(b), _) => append_text(b, v, enc)?,
@@ -417,11 +417,12 @@ fn decode_value(b: &mut Builder, kind: &Kind, v: &[u8], enc: ServerEncoding) -> 
     })()
 }
 
-fn append_text(b: &mut arrow_array::builder::StringBuilder, v: &[u8], enc: ServerEncoding) -> Result<(), Reason> {
+fn append_text(b: &mut super::values::TextBuilder, v: &[u8], enc: ServerEncoding) -> Result<(), Reason> {
     match enc {
-        ServerEncoding::Utf8 => b.append_value(simdutf8::basic::from_utf8(v).map_err(|_| Reason::InvalidEncoding)?),
-        ServerEncoding::Latin1 => b.append_value(v.iter().map(|&c| c as char).collect::<String>()),
-        ServerEncoding::Win1252 => b.append_value(encoding_rs::WINDOWS_1252.decode_without_bom_handling(v).0),
+        // Checked for the whole batch when it is finished.
+        ServerEncoding::Utf8 => b.append_bytes(v),
+        ServerEncoding::Latin1 => b.append_str(&v.iter().map(|&c| c as char).collect::<String>()),
+        ServerEncoding::Win1252 => b.append_str(&encoding_rs::WINDOWS_1252.decode_without_bom_handling(v).0),
     }
     Ok(())
 }

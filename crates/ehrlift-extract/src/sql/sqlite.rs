@@ -138,12 +138,12 @@ fn decode_row(row: &SqliteRow, kinds: &[Kind], rows: &mut Rows) {
                     b.append_value(v)
                 }
                 (Builder::Text(b), _) => match class.as_str() {
-                    "INTEGER" => b.append_value(<i64 as Decode<Sqlite>>::decode(raw).map_err(|_| Reason::InvalidInteger)?.to_string()),
-                    "REAL" => b.append_value(<f64 as Decode<Sqlite>>::decode(raw).map_err(|_| Reason::InvalidFloat)?.to_string()),
+                    "INTEGER" => b.append_str(&<i64 as Decode<Sqlite>>::decode(raw).map_err(|_| Reason::InvalidInteger)?.to_string()),
+                    "REAL" => b.append_str(&<f64 as Decode<Sqlite>>::decode(raw).map_err(|_| Reason::InvalidFloat)?.to_string()),
                     _ => {
                         let v = <&[u8] as Decode<Sqlite>>::decode(raw).map_err(|_| Reason::InvalidEncoding)?;
                         bytes = v.len();
-                        b.append_value(simdutf8::basic::from_utf8(v).map_err(|_| Reason::InvalidEncoding)?)
+                        b.append_bytes(v)
                     }
                 },
                 _ => return Err(Reason::UnrepresentableValue),
