@@ -3,8 +3,11 @@
 
 mod harness;
 
+mod db;
+mod db_types;
 mod demo;
 mod edge;
+mod init;
 mod phi;
 mod privacy;
 mod resume;

@@ -112,11 +112,11 @@ impl TableSpec {
         }
     }
 
-    /// `emr.patients`, or `query`.
+    /// `emr.patients`, or `query of <output table>` for a mapping's query.
     pub fn label(&self) -> String {
         match &self.relation {
             Relation::Table(t) => t.clone(),
-            Relation::Query(_) => "query".into(),
+            Relation::Query(_) => format!("query of {}", self.table),
         }
     }
 
@@ -159,18 +159,30 @@ impl TableSpec {
     }
 }
 
-/// Replaces the content of `"…"`, `'…'` and `` `…` `` spans that are not in `known`.
+/// Replaces the content of `"…"`, `'…'` and `` `…` `` spans that are not in `known`
+/// (compared case-insensitively, also as `schema.name`). A quote right after a letter is
+/// an apostrophe (`doesn't`), not the start of a span.
 fn scrub_quoted(msg: &str, known: &[&str]) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut rest = msg;
-    while let Some(i) = rest.find(['"', '\'', '`']) {
+    let opens = |s: &str, i: usize| i == 0 || !s[..i].chars().next_back().is_some_and(char::is_alphanumeric);
+    while let Some(i) = rest.char_indices().find(|&(i, c)| matches!(c, '"' | '\'' | '`') && opens(rest, i)).map(|(i, _)| i) {
         let q = rest.as_bytes()[i] as char;
         out.push_str(&rest[..=i]);
         let after = &rest[i + 1..];
-        match after.find(q) {
+        let known = |inner: &str| {
+            known.iter().any(|k| k.eq_ignore_ascii_case(inner))
+                || inner.split_once('.').is_some_and(|(_, name)| known.iter().any(|k| k.eq_ignore_ascii_case(name)))
+        };
+        // A quote followed by a letter is inside the span (`'O'Brien'`), not its end.
+        let close = after
+            .char_indices()
+            .find(|&(j, c)| c == q && !after[j + 1..].chars().next().is_some_and(char::is_alphanumeric))
+            .map(|(j, _)| j);
+        match close {
             Some(j) => {
                 let inner = &after[..j];
-                out.push_str(if known.iter().any(|k| k.eq_ignore_ascii_case(inner)) { inner } else { "…" });
+                out.push_str(if known(inner) { inner } else { "…" });
                 out.push(q);
                 rest = &after[j + 1..];
             }
@@ -638,6 +650,9 @@ mod tests {
         assert_eq!(scrub_quoted(r#"relation "patients" does not exist"#, &known), r#"relation "patients" does not exist"#);
         assert_eq!(scrub_quoted("Unknown column 'mrn' in 'secret value'", &known), "Unknown column 'mrn' in '…'");
         assert_eq!(scrub_quoted("unterminated \"ZZSENTINEL", &known), "unterminated \"…");
+        assert_eq!(scrub_quoted("Table 'ehr.patients' doesn't exist", &known), "Table 'ehr.patients' doesn't exist");
+        assert_eq!(scrub_quoted("Table 'ehr.secret' doesn't exist", &known), "Table '…' doesn't exist");
+        assert_eq!(scrub_quoted("Incorrect date value: 'O'Brien' for column 'mrn'", &known), "Incorrect date value: '…' for column 'mrn'");
     }
 
     #[test]

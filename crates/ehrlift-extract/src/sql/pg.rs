@@ -52,9 +52,15 @@ pub(super) async fn open(
         if !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
             return Err(spec.error(ErrorClass::Internal, "malformed snapshot id"));
         }
-        conn.execute(sqlx::query(AssertSqlSafe(format!("SET TRANSACTION SNAPSHOT '{id}'"))))
-            .await
-            .map_err(|e| spec.driver("cannot import the run's snapshot", &e))?;
+        conn.execute(sqlx::query(AssertSqlSafe(format!("SET TRANSACTION SNAPSHOT '{id}'")))).await.map_err(|e| {
+            let mut err = spec.driver("cannot import the run's snapshot", &e);
+            // 22023: the snapshot is gone with the connection that exported it (dropped,
+            // terminated); a rerun exports a new one, so this is not the plan's fault.
+            if matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("22023")) {
+                err.class = ErrorClass::Transient;
+            }
+            err
+        })?;
     }
     let encoding = encoding(conn, spec).await?;
     let from = from_item(spec);
