@@ -412,77 +412,59 @@ pub fn parse_uuid(v: &str) -> Result<[u8; 16], Reason> {
     if n == 16 && hi.is_none() && (v.len() == 32 || v.len() == 36) { Ok(out) } else { Err(Reason::InvalidUuid) }
 }
 
-/// [`parse_decimal`] for precisions above 38 (256-bit).
-pub fn parse_decimal256(s: &str, precision: u8, scale: i8) -> Result<i256, Reason> {
-    let (neg, digits) = decimal_digits(s, precision, scale)?;
-    let v = i256::from_string(&digits).ok_or(Reason::DecimalOutOfRange)?;
-    Ok(if neg { v.wrapping_neg() } else { v })
-}
-
-/// The unscaled digits of a plain decimal, checked against precision and scale.
-fn decimal_digits(s: &str, precision: u8, scale: i8) -> Result<(bool, String), Reason> {
-    let b = s.as_bytes();
-    let (neg, body) = match b.first() {
-        Some(b'-') => (true, &b[1..]),
-        Some(b'+') => (false, &b[1..]),
-        _ => (false, b),
-    };
-    let (int, frac) = match body.iter().position(|&c| c == b'.') {
-        Some(p) => (&body[..p], &body[p + 1..]),
-        None => (body, &body[..0]),
-    };
-    if (int.is_empty() && frac.is_empty()) || !int.iter().chain(frac).all(u8::is_ascii_digit) {
-        return Err(Reason::InvalidDecimal);
-    }
-    let scale = scale as usize;
-    let (kept, extra) = frac.split_at(frac.len().min(scale));
-    if extra.iter().any(|&c| c != b'0') {
-        return Err(Reason::DecimalOutOfRange);
-    }
-    let int = &int[int.iter().position(|&c| c != b'0').unwrap_or(int.len())..];
-    if int.len() > precision as usize - scale {
-        return Err(Reason::DecimalOutOfRange);
-    }
-    let mut digits = String::with_capacity(precision as usize + 1);
-    digits.push('0');
-    digits.extend(int.iter().chain(kept).map(|&c| c as char));
-    digits.extend(std::iter::repeat_n('0', scale - kept.len()));
-    Ok((neg, digits))
-}
-
 /// Parses a plain decimal (`-12.50`, `+3`, `.5`) exactly: no exponent, and no digit
 /// beyond the scale unless it is zero, so nothing is ever rounded.
 pub fn parse_decimal(s: &str, precision: u8, scale: i8) -> Result<i128, Reason> {
-    let b = s.as_bytes();
-    let (neg, body) = match b.first() {
-        Some(b'-') => (true, &b[1..]),
-        Some(b'+') => (false, &b[1..]),
-        _ => (false, b),
-    };
-    let (int, frac) = match body.iter().position(|&c| c == b'.') {
-        Some(p) => (&body[..p], &body[p + 1..]),
-        None => (body, &body[..0]),
-    };
-    if (int.is_empty() && frac.is_empty()) || !int.iter().chain(frac).all(u8::is_ascii_digit) {
-        return Err(Reason::InvalidDecimal);
-    }
-    let scale = scale as usize;
-    let (kept, extra) = frac.split_at(frac.len().min(scale));
-    if extra.iter().any(|&c| c != b'0') {
-        return Err(Reason::DecimalOutOfRange);
-    }
-    let int = &int[int.iter().position(|&c| c != b'0').unwrap_or(int.len())..];
-    if int.len() > precision as usize - scale {
-        return Err(Reason::DecimalOutOfRange);
-    }
+    let (neg, int, kept, pad) = decimal_parts(s, precision, scale)?;
     let mut v: i128 = 0;
     for &c in int.iter().chain(kept) {
         v = v * 10 + i128::from(c - b'0');
     }
-    for _ in kept.len()..scale {
+    for _ in 0..pad {
         v *= 10;
     }
     Ok(if neg { -v } else { v })
+}
+
+/// [`parse_decimal`] for precisions above 38 (256-bit).
+pub fn parse_decimal256(s: &str, precision: u8, scale: i8) -> Result<i256, Reason> {
+    let (neg, int, kept, pad) = decimal_parts(s, precision, scale)?;
+    let mut digits = String::with_capacity(precision as usize + 1);
+    digits.push('0');
+    digits.extend(int.iter().chain(kept).map(|&c| c as char));
+    digits.extend(std::iter::repeat_n('0', pad));
+    let v = i256::from_string(&digits).ok_or(Reason::DecimalOutOfRange)?;
+    Ok(if neg { v.wrapping_neg() } else { v })
+}
+
+/// A plain decimal checked against precision and scale: its sign, its significant integer
+/// digits, the fraction digits kept, and how many zeros fill the scale.
+type DecimalParts<'a> = (bool, &'a [u8], &'a [u8], usize);
+
+fn decimal_parts(s: &str, precision: u8, scale: i8) -> Result<DecimalParts<'_>, Reason> {
+    let b = s.as_bytes();
+    let (neg, body) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        Some(b'+') => (false, &b[1..]),
+        _ => (false, b),
+    };
+    let (int, frac) = match body.iter().position(|&c| c == b'.') {
+        Some(p) => (&body[..p], &body[p + 1..]),
+        None => (body, &body[..0]),
+    };
+    if (int.is_empty() && frac.is_empty()) || !int.iter().chain(frac).all(u8::is_ascii_digit) {
+        return Err(Reason::InvalidDecimal);
+    }
+    let scale = scale as usize;
+    let (kept, extra) = frac.split_at(frac.len().min(scale));
+    if extra.iter().any(|&c| c != b'0') {
+        return Err(Reason::DecimalOutOfRange);
+    }
+    let int = &int[int.iter().position(|&c| c != b'0').unwrap_or(int.len())..];
+    if int.len() > precision as usize - scale {
+        return Err(Reason::DecimalOutOfRange);
+    }
+    Ok((neg, int, kept, scale - kept.len()))
 }
 
 /// The compiled kernels of a table's columns whose values are written (every rule but

@@ -602,6 +602,50 @@ impl Emit<'_, '_> {
     }
 }
 
+/// Describes the table (or query) and the select list: every source column must be
+/// classified (see [`check_classified`]); the select list's statement carries the types.
+pub(crate) async fn describe<DB>(conn: &mut DB::Connection, spec: &TableSpec, select: &[String]) -> Result<DB::Statement, DbError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    use sqlx::{Column as _, Executor as _, SqlSafeStr as _, Statement as _};
+    let from = from_item(spec);
+    let all = (&mut *conn)
+        .prepare(sqlx::AssertSqlSafe(format!("SELECT * FROM {from}")).into_sql_str())
+        .await
+        .map_err(|e| spec.driver("cannot describe", &e))?;
+    check_classified(spec, all.columns().iter().map(|c| c.name().to_owned()))?;
+    let list = select_list(spec.db.engine, select);
+    (&mut *conn)
+        .prepare(sqlx::AssertSqlSafe(format!("SELECT {list} FROM {from}")).into_sql_str())
+        .await
+        .map_err(|e| spec.driver("cannot describe", &e))
+}
+
+/// The quoted select list.
+pub(crate) fn select_list(engine: Engine, select: &[String]) -> String {
+    select.iter().map(|c| quote_ident(engine, c)).collect::<Vec<_>>().join(", ")
+}
+
+/// A keyset chunk's `SELECT` with `?` placeholders (MySQL, SQLite), and the order in which
+/// the cursor's values bind to them; without a key, the whole table in one statement.
+pub(crate) fn keyset_select(spec: &TableSpec, select: &[String], after_cursor: bool) -> (String, Vec<usize>) {
+    let engine = spec.db.engine;
+    let mut sql = format!("SELECT {} FROM {}", select_list(engine, select), from_item(spec));
+    let mut order = Vec::new();
+    if !spec.key.is_empty() {
+        if after_cursor {
+            let (pred, o) = keyset_predicate(engine, &spec.key, &mut || "?".to_owned());
+            sql.push_str(&format!(" WHERE {pred}"));
+            order = o;
+        }
+        let keys: Vec<String> = spec.key.iter().map(|k| quote_ident(engine, k)).collect();
+        sql.push_str(&format!(" ORDER BY {} LIMIT {}", keys.join(", "), spec.chunk_rows));
+    }
+    (sql, order)
+}
+
 /// Quotes an identifier (`"a""b"` for PostgreSQL and SQLite, `` `a``b` `` for MySQL).
 pub(crate) fn quote_ident(engine: Engine, name: &str) -> String {
     match engine {

@@ -6,13 +6,13 @@
 //! `TIMESTAMP` (stored as an instant) arrives in UTC; a `DATETIME` is wall-clock time.
 
 use ehrlift_core::Reason;
-use ehrlift_mapping::{Engine, ZeroDates};
+use ehrlift_mapping::ZeroDates;
 use futures_util::TryStreamExt;
 use sqlx::mysql::{MySql, MySqlConnection, MySqlRow};
-use sqlx::{AssertSqlSafe, Column, Connection, Decode, Executor, Row, SqlSafeStr, Statement, TypeInfo};
+use sqlx::{AssertSqlSafe, Column, Connection, Decode, Executor, Row, Statement, TypeInfo};
 
 use super::values::{Builder, KeyValue, Kind};
-use super::{DbError, Emit, Rows, SourceColumn, TableSpec, from_item, keyset_predicate, quote_ident};
+use super::{DbError, Emit, Rows, SourceColumn, TableSpec};
 
 pub(super) async fn connect(spec: &TableSpec) -> Result<MySqlConnection, DbError> {
     let mut conn = MySqlConnection::connect(spec.db.url.expose()).await.map_err(|e| spec.driver("cannot connect", &e))?;
@@ -31,17 +31,7 @@ pub(super) async fn open(
     conn.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .await
         .map_err(|e| spec.driver("cannot begin the read transaction", &e))?;
-    let from = from_item(spec);
-    let all = conn
-        .prepare(AssertSqlSafe(format!("SELECT * FROM {from}")).into_sql_str())
-        .await
-        .map_err(|e| spec.driver("cannot describe", &e))?;
-    super::check_classified(spec, all.columns().iter().map(|c| c.name().to_owned()))?;
-    let list = select.iter().map(|c| quote_ident(Engine::Mysql, c)).collect::<Vec<_>>().join(", ");
-    let stmt = conn
-        .prepare(AssertSqlSafe(format!("SELECT {list} FROM {from}")).into_sql_str())
-        .await
-        .map_err(|e| spec.driver("cannot describe", &e))?;
+    let stmt = super::describe::<MySql>(conn, spec, select).await?;
     // The protocol marks text with a binary collation (`utf8mb4_bin`, MariaDB's JSON) like
     // bytes; the catalog says what a table's column really is.
     let declared: Vec<(String, String)> = match &spec.relation {
@@ -132,18 +122,7 @@ pub(super) async fn chunk(
     rows: &mut Rows,
     emit: &mut Emit<'_, '_>,
 ) -> Result<Option<u64>, DbError> {
-    let list = select.iter().map(|c| quote_ident(Engine::Mysql, c)).collect::<Vec<_>>().join(", ");
-    let mut sql = format!("SELECT {list} FROM {}", from_item(spec));
-    let mut order = Vec::new();
-    if !spec.key.is_empty() {
-        if cursor.is_some() {
-            let (pred, o) = keyset_predicate(Engine::Mysql, &spec.key, &mut || "?".to_owned());
-            sql.push_str(&format!(" WHERE {pred}"));
-            order = o;
-        }
-        let keys: Vec<String> = spec.key.iter().map(|k| quote_ident(Engine::Mysql, k)).collect();
-        sql.push_str(&format!(" ORDER BY {} LIMIT {}", keys.join(", "), spec.chunk_rows));
-    }
+    let (sql, order) = super::keyset_select(spec, select, cursor.is_some());
     let mut q = sqlx::query(AssertSqlSafe(sql));
     if let Some(cur) = cursor {
         for &i in &order {

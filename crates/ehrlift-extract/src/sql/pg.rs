@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use ehrlift_core::{ErrorClass, Reason};
 use futures_util::StreamExt;
 use sqlx::postgres::{PgConnection, PgTypeKind};
-use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, Statement, TypeInfo};
+use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, Statement, TypeInfo};
 
 use super::values::{Builder, KeyValue, Kind, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 use super::{DbError, Emit, Rows, SourceColumn, TableSpec, from_item, quote_ident};
@@ -64,17 +64,8 @@ pub(super) async fn open(
     }
     let encoding = encoding(conn, spec).await?;
     let from = from_item(spec);
-    // Every column of the table or query must be read or dropped by the mapping.
-    let all = conn
-        .prepare(AssertSqlSafe(format!("SELECT * FROM {from}")).into_sql_str())
-        .await
-        .map_err(|e| spec.driver("cannot describe", &e))?;
-    super::check_classified(spec, all.columns().iter().map(|c| c.name().to_owned()))?;
-    let list = select.iter().map(|c| quote_ident(Engine::Postgres, c)).collect::<Vec<_>>().join(", ");
-    let stmt = conn
-        .prepare(AssertSqlSafe(format!("SELECT {list} FROM {from}")).into_sql_str())
-        .await
-        .map_err(|e| spec.driver("cannot describe", &e))?;
+    let stmt = super::describe::<sqlx::Postgres>(conn, spec, select).await?;
+    let list = super::select_list(Engine::Postgres, select);
     // PostgreSQL checks privileges when a statement runs, not when it is prepared: run it
     // for no rows, so a missing grant is refused before the run touches the destination.
     sqlx::query(AssertSqlSafe(format!("SELECT {list} FROM {from} LIMIT 0")))

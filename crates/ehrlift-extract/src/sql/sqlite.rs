@@ -7,13 +7,12 @@
 use std::str::FromStr;
 
 use ehrlift_core::Reason;
-use ehrlift_mapping::Engine;
 use futures_util::TryStreamExt;
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteConnection, SqliteRow};
-use sqlx::{AssertSqlSafe, Column, ConnectOptions, Decode, Executor, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, Column, ConnectOptions, Decode, Executor, Row, Statement, TypeInfo, ValueRef};
 
 use super::values::{Builder, KeyValue, Kind};
-use super::{DbError, Emit, Rows, SourceColumn, TableSpec, from_item, keyset_predicate, quote_ident};
+use super::{DbError, Emit, Rows, SourceColumn, TableSpec};
 
 pub(super) async fn connect(spec: &TableSpec) -> Result<SqliteConnection, DbError> {
     let opts = SqliteConnectOptions::from_str(spec.db.url.expose()).map_err(|e| spec.driver("bad sqlite URL", &e))?.read_only(true);
@@ -26,17 +25,7 @@ pub(super) async fn open(
     select: &[String],
 ) -> Result<(Vec<SourceColumn>, Option<u64>), DbError> {
     conn.execute("BEGIN").await.map_err(|e| spec.driver("cannot begin the read transaction", &e))?;
-    let from = from_item(spec);
-    let all = conn
-        .prepare(AssertSqlSafe(format!("SELECT * FROM {from}")).into_sql_str())
-        .await
-        .map_err(|e| spec.driver("cannot describe", &e))?;
-    super::check_classified(spec, all.columns().iter().map(|c| c.name().to_owned()))?;
-    let list = select.iter().map(|c| quote_ident(Engine::Sqlite, c)).collect::<Vec<_>>().join(", ");
-    let stmt = conn
-        .prepare(AssertSqlSafe(format!("SELECT {list} FROM {from}")).into_sql_str())
-        .await
-        .map_err(|e| spec.driver("cannot describe", &e))?;
+    let stmt = super::describe::<Sqlite>(conn, spec, select).await?;
     let columns = select
         .iter()
         .zip(stmt.columns())
@@ -65,18 +54,7 @@ pub(super) async fn chunk(
     rows: &mut Rows,
     emit: &mut Emit<'_, '_>,
 ) -> Result<Option<u64>, DbError> {
-    let list = select.iter().map(|c| quote_ident(Engine::Sqlite, c)).collect::<Vec<_>>().join(", ");
-    let mut sql = format!("SELECT {list} FROM {}", from_item(spec));
-    let mut order = Vec::new();
-    if !spec.key.is_empty() {
-        if cursor.is_some() {
-            let (pred, o) = keyset_predicate(Engine::Sqlite, &spec.key, &mut || "?".to_owned());
-            sql.push_str(&format!(" WHERE {pred}"));
-            order = o;
-        }
-        let keys: Vec<String> = spec.key.iter().map(|k| quote_ident(Engine::Sqlite, k)).collect();
-        sql.push_str(&format!(" ORDER BY {} LIMIT {}", keys.join(", "), spec.chunk_rows));
-    }
+    let (sql, order) = super::keyset_select(spec, select, cursor.is_some());
     let mut q = sqlx::query(AssertSqlSafe(sql));
     if let Some(cur) = cursor {
         for &i in &order {
