@@ -84,3 +84,41 @@ fn issue_4_init_refuses_to_overwrite_and_never_prints_the_password() {
     assert!(!r.stderr().contains("hunter2") && r.stderr().contains("***"), "{}", r.stderr());
     assert_eq!(std::fs::read_to_string(out.join("ehrlift.toml")).unwrap(), "# mine");
 }
+
+/// `url_file`, `url_env` and `password_file` work end to end, and no form prints the
+/// password. (The servers here trust local connections, so the password itself is not
+/// checked by them.)
+#[test]
+fn issue_4_url_env_url_file_and_password_file_connect_without_printing_the_password() {
+    use crate::db::{db_plan, mapping, run_db};
+    let Some(db) = Legacy::postgres("urls") else { return };
+    db.exec("CREATE TABLE t (id bigint PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b')");
+    let role = db.role("reader");
+    db.exec(&format!("ALTER ROLE {role} PASSWORD 'pw-ZZSECRET/@:x'; GRANT SELECT ON t TO {role}"));
+    let tmp = tempfile::tempdir().unwrap();
+    let base = format!("postgres://{role}@127.0.0.1:5432/{}?sslmode=disable", db.name);
+    std::fs::write(tmp.path().join("pw.txt"), "pw-ZZSECRET/@:x\n").unwrap();
+    std::fs::write(tmp.path().join("url.txt"), format!("{base}\n")).unwrap();
+    let cols = [("id", "int64", ""), ("v", "utf8", "")];
+    let body = mapping("t", "legacy", "source_table = \"t\"\nkey = [\"id\"]", &cols);
+    for (how, source) in [
+        ("url_file", "[sources.legacy]\nkind = \"postgres\"\nurl_file = \"url.txt\"\npassword_file = \"pw.txt\"\n"),
+        ("url_env", "[sources.legacy]\nkind = \"postgres\"\nurl_env = \"LEGACY_URL\"\npassword_file = \"pw.txt\"\n"),
+    ] {
+        let plan = db_plan(tmp.path(), "", source, &[("t", body.clone())]);
+        let dest = tmp.path().join(format!("out-{how}"));
+        let r = run(ehrlift().arg("run").arg(&plan).arg("--dest").arg(url(&dest)).arg("-v").env("LEGACY_URL", &base));
+        assert_eq!(r.code(), 0, "{how}: {}", r.stderr());
+        assert!(!r.stderr().contains("ZZSECRET"), "{how}: the password was printed");
+        let m = manifest(&dest);
+        assert_eq!(m["tables"][0]["rows_written"], 2, "{how}");
+        assert!(!serde_json::to_string(&m).unwrap().contains("ZZSECRET"), "{how}: the password is in the manifest");
+    }
+    // A password inside `url`, and an error: the message shows the URL redacted.
+    let with_pw = format!("postgres://{role}:not-it@127.0.0.1:5432/{}?sslmode=disable", db.name);
+    let missing = mapping("t", "legacy", "source_table = \"missing\"\nkey = [\"id\"]", &cols);
+    let plan = db_plan(tmp.path(), "", &format!("[sources.legacy]\nkind = \"postgres\"\nurl = \"{with_pw}\"\n"), &[("t", missing)]);
+    let r = run_db(&plan, &tmp.path().join("out-missing"), &[]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(!r.stderr().contains("not-it") && r.stderr().contains(":***@"), "{}", r.stderr());
+}

@@ -61,13 +61,9 @@ pub(crate) fn cmd_init(o: &InitOptions<'_>) -> Result<u8, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure { class: ErrorClass::Internal, message: format!("cannot start a runtime: {e}") })?;
-    let schema = rt.block_on(introspect::introspect(&url, o.schema, o.sample_rows)).map_err(|e| {
-        let class = match e {
-            introspect::IntrospectError::Connect { .. } => ErrorClass::Transient,
-            _ => ErrorClass::Configuration,
-        };
-        Failure { class, message: e.to_string() }
-    })?;
+    let schema = rt
+        .block_on(introspect::introspect(&url, o.schema, o.sample_rows))
+        .map_err(|e| Failure { class: e.class(), message: e.to_string() })?;
     let s = scaffold::scaffold(&schema, &project, "legacy", &redact_url(&url));
     let tables_dir = o.out.join("tables");
     std::fs::create_dir_all(&tables_dir).map_err(|e| config(format!("cannot create {}: {e}", tables_dir.display())))?;

@@ -269,6 +269,17 @@ pub enum IntrospectError {
     },
 }
 
+impl IntrospectError {
+    /// The class of the error, for exit statuses: a server that does not answer may answer
+    /// later (transient); everything else needs a different URL, schema or grant.
+    pub fn class(&self) -> ehrlift_core::ErrorClass {
+        match self {
+            IntrospectError::Connect { .. } => ehrlift_core::ErrorClass::Transient,
+            _ => ehrlift_core::ErrorClass::Configuration,
+        }
+    }
+}
+
 pub use ehrlift_mapping::redact_url;
 use ehrlift_mapping::redact_url_secrets as redact;
 
