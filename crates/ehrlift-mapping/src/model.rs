@@ -595,7 +595,8 @@ impl ListOf {
         }
     }
 
-    fn of(t: ColumnType) -> Option<ListOf> {
+    /// The element type for scalar `t`, if lists may hold it.
+    pub fn of(t: ColumnType) -> Option<ListOf> {
         Some(match t {
             ColumnType::Utf8 => ListOf::Utf8,
             ColumnType::Int16 => ListOf::Int16,
@@ -618,6 +619,16 @@ impl ColumnType {
     pub fn is_integer(self) -> bool {
         use ColumnType::*;
         matches!(self, Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64)
+    }
+
+    /// Integers, floats and decimals.
+    pub fn is_numeric(self) -> bool {
+        self.is_integer() || matches!(self, ColumnType::Float32 | ColumnType::Float64 | ColumnType::Decimal { .. })
+    }
+
+    /// Date, timestamp or instant (the types `generalize` to a year applies to).
+    pub fn is_datelike(self) -> bool {
+        matches!(self, ColumnType::Date32 | ColumnType::Timestamp | ColumnType::TimestampTz)
     }
 
     /// Whether a text (file) source can produce this type.
@@ -651,6 +662,12 @@ impl ColumnType {
             Json => "json".into(),
             List(e) => format!("list<{}>", e.scalar().name()),
         }
+    }
+}
+
+impl std::fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
     }
 }
 

@@ -15,6 +15,10 @@ use sqlx::postgres::PgConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
+use ehrlift_mapping::ColumnType;
+#[cfg(test)]
+use ehrlift_mapping::ListOf;
+
 use super::scaffold::map_db_type;
 
 /// Longest prefix of a sampled value kept: enough to recognise a shape, and a bound on memory
@@ -93,7 +97,7 @@ pub struct ColumnInfo {
     /// Whether NULL is allowed.
     pub nullable: bool,
     /// The ehrlift type it is read as.
-    pub mapped: MappedType,
+    pub mapped: ColumnType,
     /// Up to the requested number of non-null values as text. In memory only: may be PHI.
     pub samples: Vec<String>,
 }
@@ -119,106 +123,6 @@ pub struct ForeignKey {
     pub ref_table: String,
     /// Referenced columns, pairwise with `columns`.
     pub ref_columns: Vec<String>,
-}
-
-/// The ehrlift output type a column is read as; `Display` writes the mapping's spelling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MappedType {
-    /// 8-bit signed integer.
-    Int8,
-    /// 16-bit signed integer.
-    Int16,
-    /// 32-bit signed integer.
-    Int32,
-    /// 64-bit signed integer.
-    Int64,
-    /// 8-bit unsigned integer.
-    UInt8,
-    /// 16-bit unsigned integer.
-    UInt16,
-    /// 32-bit unsigned integer.
-    UInt32,
-    /// 64-bit unsigned integer.
-    UInt64,
-    /// 32-bit float.
-    Float32,
-    /// 64-bit float.
-    Float64,
-    /// Exact decimal, precision 1..=76.
-    Decimal {
-        /// Total digits.
-        precision: u8,
-        /// Digits after the point.
-        scale: i8,
-    },
-    /// Boolean.
-    Bool,
-    /// Calendar date.
-    Date32,
-    /// Time of day.
-    Time,
-    /// Timestamp without zone.
-    Timestamp,
-    /// Instant (timestamp with zone).
-    TimestampTz,
-    /// Text.
-    Utf8,
-    /// Bytes.
-    Binary,
-    /// UUID.
-    Uuid,
-    /// JSON document.
-    Json,
-    /// Array of a scalar type.
-    List(Box<MappedType>),
-}
-
-impl MappedType {
-    /// Any integer type, signed or not.
-    pub fn is_integer(&self) -> bool {
-        use MappedType::*;
-        matches!(self, Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64)
-    }
-
-    /// Integers, floats and decimals.
-    pub fn is_numeric(&self) -> bool {
-        self.is_integer() || matches!(self, MappedType::Float32 | MappedType::Float64 | MappedType::Decimal { .. })
-    }
-
-    /// Date, timestamp or instant (the types `generalize` to a year applies to).
-    pub fn is_datelike(&self) -> bool {
-        matches!(self, MappedType::Date32 | MappedType::Timestamp | MappedType::TimestampTz)
-    }
-}
-
-impl fmt::Display for MappedType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use MappedType::*;
-        let s = match self {
-            Int8 => "int8",
-            Int16 => "int16",
-            Int32 => "int32",
-            Int64 => "int64",
-            UInt8 => "uint8",
-            UInt16 => "uint16",
-            UInt32 => "uint32",
-            UInt64 => "uint64",
-            Float32 => "float32",
-            Float64 => "float64",
-            Decimal { precision, scale } => return write!(f, "decimal({precision},{scale})"),
-            Bool => "bool",
-            Date32 => "date32",
-            Time => "time",
-            Timestamp => "timestamp",
-            TimestampTz => "timestamptz",
-            Utf8 => "utf8",
-            Binary => "binary",
-            Uuid => "uuid",
-            Json => "json",
-            List(t) => return write!(f, "list<{t}>"),
-        };
-        f.write_str(s)
-    }
 }
 
 /// Why introspection failed. Carries the redacted URL and catalog context, never a password
@@ -418,7 +322,7 @@ fn sampled_columns(table: &TableInfo) -> Vec<usize> {
     (0..table.columns.len())
         .filter(|&i| {
             let c = &table.columns[i];
-            !matches!(&c.mapped, MappedType::Binary) && !matches!(&c.mapped, MappedType::List(t) if **t == MappedType::Binary)
+            c.mapped != ColumnType::Binary
         })
         .collect()
 }
@@ -835,17 +739,17 @@ mod tests {
             let p = table(&s, "patients");
             assert_eq!((p.schema.as_deref(), p.primary_key.as_slice()), (Some("public"), ["patient_id".to_string()].as_slice()));
             assert_eq!((col(p, "mrn").db_type.as_str(), col(p, "mrn").nullable), ("character varying(20)", false));
-            assert_eq!(col(p, "balance").mapped, MappedType::Decimal { precision: 10, scale: 2 });
-            assert_eq!((col(p, "lab_value").db_type.as_str(), &col(p, "lab_value").mapped), ("numeric", &MappedType::Utf8));
-            assert_eq!(col(p, "photo").mapped, MappedType::Binary);
+            assert_eq!(col(p, "balance").mapped, ColumnType::Decimal { precision: 10, scale: 2 });
+            assert_eq!((col(p, "lab_value").db_type.as_str(), &col(p, "lab_value").mapped), ("numeric", &ColumnType::Utf8));
+            assert_eq!(col(p, "photo").mapped, ColumnType::Binary);
             assert!(col(p, "photo").samples.is_empty(), "binary columns are not sampled");
-            assert_eq!(col(p, "ext_id").mapped, MappedType::Uuid);
-            assert_eq!((&col(p, "created_at").mapped, col(p, "created_at").nullable), (&MappedType::TimestampTz, false));
-            assert_eq!(col(p, "allergy_codes").mapped, MappedType::List(Box::new(MappedType::Int32)));
+            assert_eq!(col(p, "ext_id").mapped, ColumnType::Uuid);
+            assert_eq!((&col(p, "created_at").mapped, col(p, "created_at").nullable), (&ColumnType::TimestampTz, false));
+            assert_eq!(col(p, "allergy_codes").mapped, ColumnType::List(ListOf::Int32));
             assert_eq!(col(p, "alias").samples, [SENTINEL]);
             let e = table(&s, "encounters");
             assert_eq!(e.foreign_keys, [fk(&["patient_id"], "patients", &["patient_id"])]);
-            assert_eq!(col(e, "admitted_at").mapped, MappedType::Timestamp);
+            assert_eq!(col(e, "admitted_at").mapped, ColumnType::Timestamp);
 
             let m = scaffold_checked(&s);
             assert!(m["patients.toml"].contains("source_table = \"public.patients\"\nkey = [\"patient_id\"]"));
@@ -891,15 +795,15 @@ mod tests {
             let p = table(&s, "patients");
             assert_eq!((p.schema.as_deref(), p.primary_key.as_slice()), (Some(db.as_str()), ["id".to_string()].as_slice()));
             assert!(col(p, "id").db_type.starts_with("int") && col(p, "id").db_type.ends_with("unsigned"));
-            assert_eq!(col(p, "id").mapped, MappedType::UInt32);
-            assert!(col(p, "sex").db_type.starts_with("enum(") && col(p, "sex").mapped == MappedType::Utf8);
-            assert_eq!((col(p, "active").db_type.as_str(), &col(p, "active").mapped), ("tinyint(1)", &MappedType::Bool));
-            assert_eq!(col(p, "small").mapped, MappedType::Int8);
-            assert_eq!(col(p, "balance").mapped, MappedType::Decimal { precision: 10, scale: 2 });
-            assert_eq!(col(p, "photo").mapped, MappedType::Binary);
-            assert_eq!(col(p, "registered").mapped, MappedType::Timestamp);
-            assert_eq!(col(p, "updated").mapped, MappedType::TimestampTz);
-            assert_eq!(col(p, "yr").mapped, MappedType::Int16);
+            assert_eq!(col(p, "id").mapped, ColumnType::UInt32);
+            assert!(col(p, "sex").db_type.starts_with("enum(") && col(p, "sex").mapped == ColumnType::Utf8);
+            assert_eq!((col(p, "active").db_type.as_str(), &col(p, "active").mapped), ("tinyint(1)", &ColumnType::Bool));
+            assert_eq!(col(p, "small").mapped, ColumnType::Int8);
+            assert_eq!(col(p, "balance").mapped, ColumnType::Decimal { precision: 10, scale: 2 });
+            assert_eq!(col(p, "photo").mapped, ColumnType::Binary);
+            assert_eq!(col(p, "registered").mapped, ColumnType::Timestamp);
+            assert_eq!(col(p, "updated").mapped, ColumnType::TimestampTz);
+            assert_eq!(col(p, "yr").mapped, ColumnType::Int16);
             assert_eq!(col(p, "alias").samples, [SENTINEL]);
             let v = table(&s, "visits");
             assert_eq!(v.primary_key, ["visit_id", "line_no"]);
@@ -946,12 +850,12 @@ mod tests {
             assert_eq!(s.dialect, Dialect::Sqlite);
             let p = table(&s, "patients");
             assert_eq!((p.schema.as_ref(), p.primary_key.as_slice()), (None, ["id".to_string()].as_slice()));
-            assert_eq!((&col(p, "id").mapped, col(p, "id").nullable), (&MappedType::Int64, false));
-            assert_eq!((col(p, "first_name").db_type.as_str(), &col(p, "first_name").mapped), ("VARCHAR(40)", &MappedType::Utf8));
-            assert_eq!(col(p, "weight").mapped, MappedType::Float64);
-            assert_eq!(col(p, "balance").mapped, MappedType::Utf8);
-            assert_eq!(col(p, "photo").mapped, MappedType::Binary);
-            assert_eq!(col(p, "misc").mapped, MappedType::Binary);
+            assert_eq!((&col(p, "id").mapped, col(p, "id").nullable), (&ColumnType::Int64, false));
+            assert_eq!((col(p, "first_name").db_type.as_str(), &col(p, "first_name").mapped), ("VARCHAR(40)", &ColumnType::Utf8));
+            assert_eq!(col(p, "weight").mapped, ColumnType::Float64);
+            assert_eq!(col(p, "balance").mapped, ColumnType::Utf8);
+            assert_eq!(col(p, "photo").mapped, ColumnType::Binary);
+            assert_eq!(col(p, "misc").mapped, ColumnType::Binary);
             assert_eq!(col(p, "alias").samples, [SENTINEL]);
             // `REFERENCES patients` names no column: it means the primary key.
             assert_eq!(table(&s, "visits").foreign_keys, [fk(&["patient_id"], "patients", &["id"])]);

@@ -11,7 +11,9 @@ use std::sync::LazyLock;
 
 use regex_automata::meta::Regex;
 
-use super::introspect::{ColumnInfo, Dialect, ForeignKey, MappedType, Schema, TableInfo, redact_url};
+use ehrlift_mapping::{ColumnType, ListOf};
+
+use super::introspect::{ColumnInfo, Dialect, ForeignKey, Schema, TableInfo, redact_url};
 
 /// The generated files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +52,7 @@ pub fn scaffold_on(schema: &Schema, project: &str, source_name: &str, url_hint: 
 /// width and sign, `decimal(P,S)` up to 76 digits, MySQL `tinyint(1)` as bool, PostgreSQL
 /// arrays as `list<T>`, SQLite by declared-type affinity. Anything else (unbounded NUMERIC,
 /// intervals, user types) reads as `utf8`: text is never guessed into numbers.
-pub fn map_db_type(dialect: Dialect, db_type: &str) -> MappedType {
+pub fn map_db_type(dialect: Dialect, db_type: &str) -> ColumnType {
     classify(dialect, db_type).0
 }
 
@@ -63,8 +65,8 @@ enum Note {
     SqliteAffinity,
 }
 
-fn classify(dialect: Dialect, db_type: &str) -> (MappedType, Note) {
-    use MappedType::*;
+fn classify(dialect: Dialect, db_type: &str) -> (ColumnType, Note) {
+    use ColumnType::*;
     let t = db_type.trim().to_ascii_lowercase();
     if dialect == Dialect::Sqlite {
         // SQLite's affinity rules, in SQLite's own order (https://sqlite.org/datatype3.html).
@@ -84,9 +86,7 @@ fn classify(dialect: Dialect, db_type: &str) -> (MappedType, Note) {
     if let Some(elem) = t.strip_suffix("[]") {
         // The element types a `list<T>` may hold; any other array reads as its text form.
         return match classify(dialect, elem) {
-            (e @ (Utf8 | Int16 | Int32 | Int64 | Float32 | Float64 | Bool | Date32 | Timestamp | TimestampTz | Uuid), Note::None) => {
-                (List(Box::new(e)), Note::None)
-            }
+            (e, Note::None) => ListOf::of(e).map_or((Utf8, Note::AsText), |l| (List(l), Note::None)),
             _ => (Utf8, Note::AsText),
         };
     }
@@ -137,22 +137,22 @@ fn classify(dialect: Dialect, db_type: &str) -> (MappedType, Note) {
     (m, Note::None)
 }
 
-fn decimal(args: &str) -> (MappedType, Note) {
+fn decimal(args: &str) -> (ColumnType, Note) {
     if args.trim().is_empty() {
-        return (MappedType::Utf8, Note::Unbounded);
+        return (ColumnType::Utf8, Note::Unbounded);
     }
     let mut it = args.split(',').map(|s| s.trim().parse::<i64>());
     let (p, s) = match (it.next(), it.next()) {
         (Some(Ok(p)), None) => (p, 0),
         (Some(Ok(p)), Some(Ok(s))) => (p, s),
-        _ => return (MappedType::Utf8, Note::AsText),
+        _ => return (ColumnType::Utf8, Note::AsText),
     };
     // Negative scales and scales past the precision (PostgreSQL 15 allows both) have no
     // decimal type to go to.
     if (1..=76).contains(&p) && (0..=p).contains(&s) {
-        (MappedType::Decimal { precision: p as u8, scale: s as i8 }, Note::None)
+        (ColumnType::Decimal { precision: p as u8, scale: s as i8 }, Note::None)
     } else {
-        (MappedType::Utf8, Note::AsText)
+        (ColumnType::Utf8, Note::AsText)
     }
 }
 
@@ -163,7 +163,7 @@ fn type_note(dialect: Dialect, c: &ColumnInfo) -> Option<String> {
         return Some(format!("{} is read as {} (its underlying type)", c.db_type, c.mapped));
     }
     match note {
-        Note::None if c.mapped == MappedType::Binary => Some("binary: not sampled; may hold documents or images".into()),
+        Note::None if c.mapped == ColumnType::Binary => Some("binary: not sampled; may hold documents or images".into()),
         Note::None => None,
         Note::Unbounded => Some(
             "unbounded NUMERIC: exact text; declare decimal(P,S) to get numbers (values that do not fit are quarantined, never rounded)"
@@ -314,8 +314,8 @@ const PERSON: &str = "patient pt pat person member guarantor contact emergency s
 
 /// What the column name says, if anything. Order matters: `email_address` is an e-mail
 /// before it is an address, `license_plate` a vehicle before a license.
-fn by_name(n: &Name, ty: &MappedType) -> Option<Guess> {
-    use MappedType as T;
+fn by_name(n: &Name, ty: &ColumnType) -> Option<Guess> {
+    use ColumnType as T;
     let text = *ty == T::Utf8;
     if n.has("ssn ssn4") || n.contains("socialsecurity socsec") {
         return Some(drop("ssn", "Social Security number"));
@@ -521,7 +521,7 @@ impl<'a> Cx<'a> {
     }
 
     fn guess(&self, t: &TableInfo, c: &ColumnInfo) -> Guess {
-        use MappedType as T;
+        use ColumnType as T;
         let n = Name::new(&c.name);
         let ty = &c.mapped;
         let named = by_name(&n, ty);
@@ -603,12 +603,12 @@ impl<'a> Cx<'a> {
             }
             // Surrogates key text, integers and uuids: a whole-number decimal key reads as one.
             let ty = match (&guess.rule, &c.mapped) {
-                (Rule::Surrogate(_), MappedType::Decimal { precision, .. }) => {
-                    let ty = if *precision <= 18 { MappedType::Int64 } else { MappedType::Utf8 };
+                (Rule::Surrogate(_), ColumnType::Decimal { precision, .. }) => {
+                    let ty = if *precision <= 18 { ColumnType::Int64 } else { ColumnType::Utf8 };
                     let _ = writeln!(body, "# read as {ty}: surrogates key integers, text or uuids");
                     ty
                 }
-                (_, ty) => ty.clone(),
+                (_, ty) => *ty,
             };
             let _ = writeln!(body, "name = {}\nfrom = {}\ntype = {}", q(&name), q(&c.name), q(&ty.to_string()));
             if !c.nullable {
