@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ehrlift_core::Reporter;
 use ehrlift_deid::TablePrivacy;
 use ehrlift_deid::policy::{Coverage, checklist};
-use ehrlift_extract::sql::{PgSnapshot, SqlTableSource, TableSpec};
+use ehrlift_extract::sql::{PgSnapshot, SqlTableSource, TableSpec, relation_label};
 use ehrlift_extract::{CsvTableSource, SourceFile, list_files};
 use ehrlift_load::{
     FORMAT_VERSION, FileDigest, Manifest, ObjectStore, RunState, RunStatus, STATE_KEY, TableStatus, TableSummary, manifest_key,
@@ -102,14 +102,9 @@ impl Found {
     fn names(&self, m: &Mapping) -> Vec<String> {
         match self {
             Found::Files { dir, files } => file_names(dir, files),
-            Found::Database { source, .. } => vec![format!("{source}:{}", TableSpec::new(m, source, self.db(), None).label())],
-        }
-    }
-
-    fn db(&self) -> &DatabaseSource {
-        match self {
-            Found::Database { db, .. } => db,
-            Found::Files { .. } => unreachable!("a database input"),
+            Found::Database { source, .. } => {
+                vec![format!("{source}:{}", relation_label(&m.db.as_ref().expect("a database mapping").relation, &m.table))]
+            }
         }
     }
 
@@ -247,20 +242,20 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
 
     let converters = converters(plan);
     // One snapshot per PostgreSQL source for the whole attempt: every table reads the same instant.
+    let progresses = plan.tables.iter().map(|m| load_progress(store, &state.run_id, &m.table)).collect::<Result<Vec<_>, _>>()?;
     let mut snapshots = std::collections::BTreeMap::new();
-    for (m, found) in plan.tables.iter().zip(&inputs) {
+    for (found, progress) in inputs.iter().zip(&progresses) {
         if let Found::Database { source, db } = found
             && db.engine == Engine::Postgres
             && !snapshots.contains_key(source)
-            && load_progress(store, &state.run_id, &m.table)?.finished.is_none()
+            && progress.finished.is_none()
         {
             snapshots.insert(source.clone(), PgSnapshot::export(source, db)?);
         }
     }
     let mut work = Vec::new();
-    for (m, found) in plan.tables.iter().zip(inputs) {
+    for ((m, found), mut progress) in plan.tables.iter().zip(inputs).zip(progresses) {
         let names = found.names(m);
-        let mut progress = load_progress(store, &state.run_id, &m.table)?;
         let ffp = found.fingerprint(m);
         if progress.files_fingerprint.as_ref().is_some_and(|f| f != &ffp) {
             return Err(PipelineError::Config(format!(

@@ -91,10 +91,11 @@ impl TableSpec {
     /// The spec of `mapping` over `db`.
     pub fn new(mapping: &Mapping, source_name: &str, db: &DatabaseSource, snapshot: Option<String>) -> Self {
         let t = mapping.db.as_ref().expect("a database mapping");
+        let needed = mapping.source_columns();
         let declared = mapping
             .columns
             .iter()
-            .filter(|c| c.rule.outputs() || mapping.source_columns().contains(&c.from))
+            .filter(|c| c.rule.outputs() || needed.contains(&c.from))
             .map(|c| (c.from.clone(), c.ty, c.name.clone()))
             .collect();
         TableSpec {
@@ -102,7 +103,7 @@ impl TableSpec {
             db: db.clone(),
             table: mapping.table.clone(),
             relation: t.relation.clone(),
-            needed: mapping.source_columns(),
+            needed,
             declared,
             key: if t.resume == Resume::Keyset { t.key.clone() } else { Vec::new() },
             chunk_rows: t.chunk_rows,
@@ -114,10 +115,7 @@ impl TableSpec {
 
     /// `emr.patients`, or `query of <output table>` for a mapping's query.
     pub fn label(&self) -> String {
-        match &self.relation {
-            Relation::Table(t) => t.clone(),
-            Relation::Query(_) => format!("query of {}", self.table),
-        }
+        relation_label(&self.relation, &self.table)
     }
 
     fn error(&self, class: ErrorClass, message: impl Into<String>) -> DbError {
@@ -156,6 +154,15 @@ impl TableSpec {
         }
         known.push(&self.table);
         scrub_quoted(msg, &known)
+    }
+}
+
+/// What errors and quarantine rows call a database input: the table (`emr.patients`), or
+/// `query of <output table>` for a mapping's query.
+pub fn relation_label(relation: &Relation, table: &str) -> String {
+    match relation {
+        Relation::Table(t) => t.clone(),
+        Relation::Query(_) => format!("query of {table}"),
     }
 }
 
@@ -418,7 +425,7 @@ pub(crate) fn select_columns(spec: &TableSpec) -> Vec<String> {
 
 /// Connection of one engine.
 enum Conn {
-    Pg(sqlx::PgConnection),
+    Pg(pg::PgConn),
     My(sqlx::MySqlConnection),
     Lite(sqlx::SqliteConnection),
 }
@@ -644,6 +651,28 @@ pub(crate) fn keyset_select(spec: &TableSpec, select: &[String], after_cursor: b
         sql.push_str(&format!(" ORDER BY {} LIMIT {}", keys.join(", "), spec.chunk_rows));
     }
     (sql, order)
+}
+
+/// Reads a chunk's row stream (MySQL, SQLite): each row decoded into `rows`, full batches
+/// handed to `emit`. Returns the rows read, or `None` if the pipeline stopped asking.
+pub(crate) async fn read_rows<R>(
+    spec: &TableSpec,
+    mut stream: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    decode: impl Fn(&R, &mut Rows),
+    rows: &mut Rows,
+    emit: &mut Emit<'_, '_>,
+) -> Result<Option<u64>, DbError> {
+    use futures_util::TryStreamExt as _;
+    let mut read = 0u64;
+    while let Some(row) = stream.try_next().await.map_err(|e| spec.driver("reading failed", &e))? {
+        decode(&row, rows);
+        read += 1;
+        rows.end_row();
+        if !emit.after_row(rows)? {
+            return Ok(None);
+        }
+    }
+    Ok(Some(read))
 }
 
 /// Quotes an identifier (`"a""b"` for PostgreSQL and SQLite, `` `a``b` `` for MySQL).

@@ -7,7 +7,6 @@
 
 use ehrlift_core::Reason;
 use ehrlift_mapping::ZeroDates;
-use futures_util::TryStreamExt;
 use sqlx::mysql::{MySql, MySqlConnection, MySqlRow};
 use sqlx::{AssertSqlSafe, Column, Connection, Decode, Executor, Row, Statement, TypeInfo};
 
@@ -140,17 +139,7 @@ pub(super) async fn chunk(
             };
         }
     }
-    let mut stream = q.fetch(&mut *conn);
-    let mut read = 0u64;
-    while let Some(row) = stream.try_next().await.map_err(|e| spec.driver("reading failed", &e))? {
-        decode_row(&row, kinds, rows);
-        read += 1;
-        rows.end_row();
-        if !emit.after_row(rows)? {
-            return Ok(None);
-        }
-    }
-    Ok(Some(read))
+    super::read_rows(spec, q.fetch(&mut *conn), |row, rows| decode_row(row, kinds, rows), rows, emit).await
 }
 
 fn decode_row(row: &MySqlRow, kinds: &[Kind], rows: &mut Rows) {

@@ -22,11 +22,19 @@ use ehrlift_mapping::{ColumnType, DatabaseSource, Engine};
 const SESSION_SETUP: &str = "SET application_name = 'ehrlift'; SET standard_conforming_strings = on; SET TimeZone = 'UTC'; \
      SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3; SET idle_in_transaction_session_timeout = 0";
 
+/// A table's connection, and the encoding its text arrives in (binary COPY sends text in
+/// the server encoding, not the client's).
+pub(super) struct PgConn {
+    conn: PgConnection,
+    encoding: ServerEncoding,
+}
+
 /// Connects and sets the session up so values and errors are read the same everywhere.
-pub(super) async fn connect(spec: &TableSpec) -> Result<PgConnection, DbError> {
+pub(super) async fn connect(spec: &TableSpec) -> Result<PgConn, DbError> {
     let mut conn = PgConnection::connect(spec.db.url.expose()).await.map_err(|e| spec.driver("cannot connect", &e))?;
     conn.execute(SESSION_SETUP).await.map_err(|e| spec.driver("cannot set up the session", &e))?;
-    Ok(conn)
+    let encoding = encoding(&mut conn, spec).await?;
+    Ok(PgConn { conn, encoding })
 }
 
 /// Server encodings whose text bytes ehrlift can read.
@@ -39,11 +47,8 @@ enum ServerEncoding {
 
 /// Opens the read transaction, checks the mapping covers every column and describes
 /// the select list.
-pub(super) async fn open(
-    conn: &mut PgConnection,
-    spec: &TableSpec,
-    select: &[String],
-) -> Result<(Vec<SourceColumn>, Option<u64>), DbError> {
+pub(super) async fn open(pg: &mut PgConn, spec: &TableSpec, select: &[String]) -> Result<(Vec<SourceColumn>, Option<u64>), DbError> {
+    let (conn, encoding) = (&mut pg.conn, pg.encoding);
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
         .map_err(|e| spec.driver("cannot begin the read transaction", &e))?;
@@ -62,7 +67,6 @@ pub(super) async fn open(
             err
         })?;
     }
-    let encoding = encoding(conn, spec).await?;
     let from = from_item(spec);
     let stmt = super::describe::<sqlx::Postgres>(conn, spec, select).await?;
     let list = super::select_list(Engine::Postgres, select);
@@ -98,13 +102,7 @@ pub(super) async fn open(
             .map(|r| r as u64),
         ehrlift_mapping::Relation::Query(_) => None,
     };
-    ENCODING.with(|e| e.set(encoding));
     Ok((columns, estimate))
-}
-
-thread_local! {
-    /// The server encoding of this reader thread's connection.
-    static ENCODING: std::cell::Cell<ServerEncoding> = const { std::cell::Cell::new(ServerEncoding::Utf8) };
 }
 
 async fn encoding(conn: &mut PgConnection, spec: &TableSpec) -> Result<ServerEncoding, DbError> {
@@ -172,7 +170,7 @@ fn kind_of(info: &sqlx::postgres::PgTypeInfo) -> Result<Kind, String> {
 /// Reads one keyset chunk (or, without a key, the whole table) into `rows`, handing
 /// full batches to `emit`. Returns the rows read, or `None` if the pipeline stopped.
 pub(super) async fn chunk(
-    conn: &mut PgConnection,
+    pg: &mut PgConn,
     spec: &TableSpec,
     select: &[String],
     columns: &[SourceColumn],
@@ -203,8 +201,8 @@ pub(super) async fn chunk(
     }
     sql.push_str(") TO STDOUT (FORMAT binary)");
     let kinds: Vec<Kind> = columns.iter().map(|c| c.kind.clone().expect("checked")).collect();
-    let encoding = ENCODING.with(std::cell::Cell::get);
-    let mut stream = conn.copy_out_raw(&sql).await.map_err(|e| spec.driver("cannot start reading", &e))?;
+    let encoding = pg.encoding;
+    let mut stream = pg.conn.copy_out_raw(&sql).await.map_err(|e| spec.driver("cannot start reading", &e))?;
     // The server sends one tuple per message: tuples are decoded straight from the message,
     // and only a tuple split across messages is assembled in `buf`.
     let mut buf: Vec<u8> = Vec::new();

@@ -7,7 +7,6 @@
 use std::str::FromStr;
 
 use ehrlift_core::Reason;
-use futures_util::TryStreamExt;
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::{AssertSqlSafe, Column, ConnectOptions, Decode, Executor, Row, Statement, TypeInfo, ValueRef};
 
@@ -67,17 +66,7 @@ pub(super) async fn chunk(
             };
         }
     }
-    let mut stream = q.fetch(&mut *conn);
-    let mut read = 0u64;
-    while let Some(row) = stream.try_next().await.map_err(|e| spec.driver("reading failed", &e))? {
-        decode_row(&row, kinds, rows);
-        read += 1;
-        rows.end_row();
-        if !emit.after_row(rows)? {
-            return Ok(None);
-        }
-    }
-    Ok(Some(read))
+    super::read_rows(spec, q.fetch(&mut *conn), |row, rows| decode_row(row, kinds, rows), rows, emit).await
 }
 
 fn key_kind(v: &KeyValue) -> &'static str {
