@@ -11,6 +11,9 @@ use crate::fields::{Fields, FileCx, parse_document, sub_table};
 use crate::interpolate::Env;
 use crate::model::*;
 
+/// Most connections one PostgreSQL table may be read over (`read_connections`).
+const MAX_READ_CONNECTIONS: i64 = 8;
+
 const PLAN_KEYS: &[&str] = &["project", "include", "destination", "privacy", "keys", "run", "sources"];
 const MAPPING_KEYS: &[&str] =
     &["table", "description", "source", "files", "source_table", "query", "chunk_rows", "resume", "key", "drop", "csv", "columns"];
@@ -267,10 +270,23 @@ fn load_source(cx: &mut FileCx<'_>, dir: &Path, name: &str, value: Spanned<Value
             let password_file: Option<String> = t.opt(cx, "password_file");
             let zero_line = t.line_of(cx, "zero_dates");
             let zero_dates: Option<ZeroDates> = t.opt(cx, "zero_dates");
-            t.finish(cx, &["kind", "url", "url_env", "url_file", "path", "password_file", "zero_dates"]);
+            let conn_line = t.line_of(cx, "read_connections");
+            let read_connections: Option<i64> = t.opt(cx, "read_connections");
+            t.finish(cx, &["kind", "url", "url_env", "url_file", "path", "password_file", "zero_dates", "read_connections"]);
             if zero_dates.is_some() && engine != Engine::Mysql {
                 cx.error(Some(zero_line), format!("{what}: `zero_dates` applies only to mysql sources"));
             }
+            if read_connections.is_some() && engine != Engine::Postgres {
+                cx.error(Some(conn_line), format!("{what}: `read_connections` applies only to postgres sources"));
+            }
+            let read_connections = match read_connections {
+                None => DatabaseSource::DEFAULT_READ_CONNECTIONS,
+                Some(n @ 1..=MAX_READ_CONNECTIONS) => n as u8,
+                Some(n) => {
+                    cx.error(Some(conn_line), format!("{what}: `read_connections` must be 1 to {MAX_READ_CONNECTIONS}, got {n}"));
+                    DatabaseSource::DEFAULT_READ_CONNECTIONS
+                }
+            };
             let given = [url.is_some(), url_env.is_some(), url_file.is_some(), path.is_some()].iter().filter(|b| **b).count();
             let expected = if engine == Engine::Sqlite {
                 "`path` (the database file, relative to the plan) or one of `url`, `url_env`, `url_file`"
@@ -333,7 +349,12 @@ fn load_source(cx: &mut FileCx<'_>, dir: &Path, name: &str, value: Spanned<Value
             }
             Some(Source {
                 name: name.to_owned(),
-                kind: SourceKind::Database(DatabaseSource { engine, url: SecretUrl::new(url), zero_dates: zero_dates.unwrap_or_default() }),
+                kind: SourceKind::Database(DatabaseSource {
+                    engine,
+                    url: SecretUrl::new(url),
+                    zero_dates: zero_dates.unwrap_or_default(),
+                    read_connections: if engine == Engine::Postgres { read_connections } else { 1 },
+                }),
             })
         }
         Some(other) => {

@@ -216,6 +216,34 @@ fn database_sources_take_the_url_from_the_environment_and_the_password_from_a_fi
 }
 
 #[test]
+fn read_connections_default_to_2_for_postgres_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw.txt"), "x").unwrap();
+    let conns = |plan: &str, url: &str| {
+        let mut e = env();
+        e.insert("LEGACY_URL".into(), url.into());
+        let p = write(dir.path(), plan, DB_MAPPING);
+        load_plan(&p, &e).map(|plan| match &plan.sources["s"].kind {
+            SourceKind::Database(db) => db.read_connections,
+            _ => panic!("a database source"),
+        })
+    };
+    let pg = "postgres://u@h/d";
+    assert_eq!(conns(DB_PLAN, pg).unwrap(), DatabaseSource::DEFAULT_READ_CONNECTIONS);
+    let with = |n: &str| DB_PLAN.replace("kind = \"postgres\"\n", &format!("kind = \"postgres\"\nread_connections = {n}\n"));
+    assert!(with("1").contains("read_connections = 1"), "the plan has a postgres source");
+    assert_eq!(conns(&with("1"), pg).unwrap(), 1);
+    assert_eq!(conns(&with("8"), pg).unwrap(), 8);
+    for bad in ["0", "9", "-1"] {
+        let d = conns(&with(bad), pg).unwrap_err().to_string();
+        assert!(d.contains("`read_connections` must be 1 to 8") && d.contains(&format!("got {bad}")), "{d}");
+    }
+    let mysql = DB_PLAN.replace("kind = \"postgres\"\n", "kind = \"mysql\"\nread_connections = 2\n");
+    let d = conns(&mysql, "mysql://u@h/d").unwrap_err().to_string();
+    assert!(d.contains("`read_connections` applies only to postgres sources"), "{d}");
+}
+
+#[test]
 fn a_database_table_without_a_key_must_say_restart_table() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pw.txt"), "x").unwrap();

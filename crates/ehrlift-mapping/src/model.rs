@@ -160,6 +160,15 @@ pub struct DatabaseSource {
     pub url: SecretUrl,
     /// What to do with MySQL's zero dates (`0000-00-00`).
     pub zero_dates: ZeroDates,
+    /// PostgreSQL: connections that stream a keyset table's chunks side by side (1: the
+    /// reader's own connection alone). Always 1 for the other engines.
+    pub read_connections: u8,
+}
+
+impl DatabaseSource {
+    /// PostgreSQL's default `read_connections`: the next chunk streams while this one is
+    /// decoded, so the server's side of a table is two backends' work, not one's.
+    pub const DEFAULT_READ_CONNECTIONS: u8 = 2;
 }
 
 /// Database engines.

@@ -8,7 +8,8 @@
 //!
 //! - PostgreSQL: `COPY (SELECT … ORDER BY key LIMIT chunk) TO STDOUT (FORMAT binary)` in a
 //!   `REPEATABLE READ READ ONLY` transaction that imports the run's exported snapshot, so
-//!   every table of a plan sees the same instant.
+//!   every table of a plan sees the same instant. A keyed table's chunks stream over
+//!   several connections in that snapshot (`read_connections`), decoded in key order.
 //! - MySQL/MariaDB: a prepared `SELECT … WHERE key > ? ORDER BY key LIMIT ?` per chunk in
 //!   `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY` (one snapshot per table).
 //! - SQLite: the same query in a read transaction on a read-only connection.
@@ -462,6 +463,16 @@ impl Reader<'_> {
         };
         let Ok(mut limit) = self.requests.recv() else { return Ok(()) };
         let mut emit = Emit { reader: &mut self, schema, limit: &mut limit };
+        if let Conn::Pg(c) = &mut conn
+            && pg::parallel(spec)
+        {
+            let cursor = emit.reader.cursor.clone();
+            if pg::read_parallel(c, spec, &select, &columns, cursor, &mut rows, &mut emit).await?.is_none() {
+                return Ok(()); // the pipeline stopped asking
+            }
+            let _ = emit.reader.replies.send(Ok(None));
+            return Ok(());
+        }
         loop {
             let cursor = emit.reader.cursor.clone();
             let read = match &mut conn {
