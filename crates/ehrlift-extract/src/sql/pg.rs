@@ -321,6 +321,7 @@ pub(super) async fn read_parallel(
                     if !decoder.feed(spec, &b, rows, emit)? {
                         return Ok(None);
                     }
+                    fetchers[f].give_back(b);
                 }
                 Ok(Ok(Fetched::Done)) => break,
                 Ok(Err(e)) => return Err(e),
@@ -417,6 +418,9 @@ enum Fetched {
 struct Fetcher {
     jobs: Option<SyncSender<String>>,
     blocks: Receiver<Result<Fetched, DbError>>,
+    /// Decoded blocks go back to be filled again: no fresh megabyte (and its page
+    /// faults) per block.
+    spent: SyncSender<Vec<u8>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -424,6 +428,7 @@ impl Fetcher {
     fn spawn(spec: std::sync::Arc<TableSpec>, index: u8) -> Result<Fetcher, DbError> {
         let (job_tx, job_rx) = sync_channel::<String>(1);
         let (tx, rx) = sync_channel::<Result<Fetched, DbError>>(FETCH_BLOCKS);
+        let (spent_tx, spent_rx) = sync_channel::<Vec<u8>>(FETCH_BLOCKS);
         let name = format!("ehrlift-pg-fetch-{index}");
         let err_spec = spec.clone();
         let thread = std::thread::Builder::new()
@@ -448,7 +453,7 @@ impl Fetcher {
                         }
                     };
                     while let Ok(sql) = job_rx.recv() {
-                        match fetch(&mut pg, &spec, &sql, &tx).await {
+                        match fetch(&mut pg, &spec, &sql, &tx, &spent_rx).await {
                             Ok(true) => {}
                             Ok(false) => return, // the reader stopped
                             Err(e) => {
@@ -461,7 +466,12 @@ impl Fetcher {
                 });
             })
             .map_err(|e| err_spec.error(ErrorClass::Internal, format!("cannot start a fetcher thread: {e}")))?;
-        Ok(Fetcher { jobs: Some(job_tx), blocks: rx, thread: Some(thread) })
+        Ok(Fetcher { jobs: Some(job_tx), blocks: rx, spent: spent_tx, thread: Some(thread) })
+    }
+
+    /// Returns a decoded block for reuse (dropped if the fetcher has enough).
+    fn give_back(&self, block: Vec<u8>) {
+        let _ = self.spent.try_send(block);
     }
 
     fn start(&self, spec: &TableSpec, sql: String) -> Result<(), DbError> {
@@ -498,13 +508,24 @@ async fn fetcher_connect(spec: &TableSpec) -> Result<PgConn, DbError> {
 }
 
 /// Streams one chunk into `tx` in blocks; `Ok(false)` if the reader stopped listening.
-async fn fetch(pg: &mut PgConn, spec: &TableSpec, sql: &str, tx: &SyncSender<Result<Fetched, DbError>>) -> Result<bool, DbError> {
+async fn fetch(
+    pg: &mut PgConn,
+    spec: &TableSpec,
+    sql: &str,
+    tx: &SyncSender<Result<Fetched, DbError>>,
+    spent: &Receiver<Vec<u8>>,
+) -> Result<bool, DbError> {
+    let fresh = || {
+        let mut b = spent.try_recv().unwrap_or_else(|_| Vec::with_capacity(FETCH_BLOCK_BYTES + (64 << 10)));
+        b.clear();
+        b
+    };
     let mut stream = pg.conn.copy_out_raw(sql).await.map_err(|e| spec.driver("cannot start reading", &e))?;
-    let mut block = Vec::with_capacity(FETCH_BLOCK_BYTES + (64 << 10));
+    let mut block = fresh();
     while let Some(part) = stream.next().await {
         block.extend_from_slice(&part.map_err(|e| spec.driver("reading failed", &e))?);
         if block.len() >= FETCH_BLOCK_BYTES {
-            let full = std::mem::replace(&mut block, Vec::with_capacity(FETCH_BLOCK_BYTES + (64 << 10)));
+            let full = std::mem::replace(&mut block, fresh());
             if tx.send(Ok(Fetched::Block(full))).is_err() {
                 return Ok(false);
             }
