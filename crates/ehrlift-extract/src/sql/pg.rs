@@ -399,7 +399,7 @@ async fn boundary(
 }
 
 /// Most blocks a fetcher holds before its backend waits.
-const FETCH_BLOCKS: usize = 16;
+const FETCH_BLOCKS: usize = 8;
 /// A fetcher's block size: server messages (one tuple each) gathered to this size.
 /// Copying them costs less than holding sqlx's messages, each of which pins its whole
 /// receive buffer (measured: peak RSS 95 MiB copied, 130-150 MiB held).
@@ -428,7 +428,7 @@ impl Fetcher {
     fn spawn(spec: std::sync::Arc<TableSpec>, index: u8) -> Result<Fetcher, DbError> {
         let (job_tx, job_rx) = sync_channel::<String>(1);
         let (tx, rx) = sync_channel::<Result<Fetched, DbError>>(FETCH_BLOCKS);
-        let (spent_tx, spent_rx) = sync_channel::<Vec<u8>>(FETCH_BLOCKS);
+        let (spent_tx, spent_rx) = sync_channel::<Vec<u8>>(2);
         let name = format!("ehrlift-pg-fetch-{index}");
         let err_spec = spec.clone();
         let thread = std::thread::Builder::new()
