@@ -1315,3 +1315,42 @@ fn read_connections_change_nothing_in_the_output() {
         assert!(differing.is_empty(), "read_connections = {n} wrote other objects than 1: {differing:?}");
     }
 }
+
+/// A role that may hold only a few connections: fetchers the server refuses (too many
+/// connections) are left out, down to none (the reader's connection reads alone), with a
+/// warning, and the output is what a run without the limit writes.
+#[test]
+fn fetchers_the_server_refuses_are_left_out_and_the_output_is_the_same() {
+    let Some(db) = Legacy::postgres("connlimit") else { return };
+    db.exec(
+        "CREATE TABLE a (id bigint PRIMARY KEY, note text);
+         INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 20000) g;
+         ANALYZE;",
+    );
+    let role = db.role("few");
+    db.exec(&format!("GRANT SELECT ON a TO {role}"));
+    let maps = vec![(
+        "a",
+        mapping("a", "legacy", "source_table = \"a\"\nkey = [\"id\"]\nchunk_rows = 3000", &[("id", "int64", ""), ("note", "utf8", "")]),
+    )];
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference");
+    let plan = db_plan(&tmp.path().join("p0"), "batch_rows = 1000\npart_rows = 4000", &db.source("legacy", "read_connections = 1"), &maps);
+    run_db(&plan, &reference, &[]).expect(0);
+    // The run holds the snapshot's and the reader's connections; 3 leaves room for one
+    // fetcher of the four asked for, 2 for none.
+    for limit in [3, 2] {
+        db.exec(&format!("ALTER ROLE {role} CONNECTION LIMIT {limit}"));
+        let src =
+            format!("[sources.legacy]\nkind = \"postgres\"\nurl = \"postgres://{role}@{PG_ADDR}/{}\"\nread_connections = 4\n", db.name);
+        let plan = db_plan(&tmp.path().join(format!("p{limit}")), "batch_rows = 1000\npart_rows = 4000", &src, &maps);
+        let dest = tmp.path().join(format!("limit{limit}"));
+        let r = run_db(&plan, &dest, &[]);
+        let stderr = r.stderr();
+        assert_eq!(r.code(), 0, "limit {limit}:\n{stderr}");
+        assert!(stderr.contains("reading over fewer") && stderr.contains("read_connections=4"), "limit {limit}: no warning:\n{stderr}");
+        let (got, want) = (objects(&dest), objects(&reference));
+        let differing: Vec<&String> = want.keys().chain(got.keys()).filter(|k| got.get(*k) != want.get(*k)).collect();
+        assert!(differing.is_empty(), "limit {limit}: objects differ: {differing:?}");
+    }
+}

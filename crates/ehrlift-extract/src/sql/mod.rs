@@ -467,11 +467,14 @@ impl Reader<'_> {
             && pg::parallel(spec)
         {
             let cursor = emit.reader.cursor.clone();
-            if pg::read_parallel(c, spec, &select, &columns, cursor, &mut rows, &mut emit).await?.is_none() {
-                return Ok(()); // the pipeline stopped asking
+            match pg::read_parallel(c, spec, &select, &columns, cursor, &mut rows, &mut emit).await? {
+                pg::Parallel::Done => {
+                    let _ = emit.reader.replies.send(Ok(None));
+                    return Ok(());
+                }
+                pg::Parallel::Stopped => return Ok(()), // the pipeline stopped asking
+                pg::Parallel::Unavailable => {}         // read below, over this connection
             }
-            let _ = emit.reader.replies.send(Ok(None));
-            return Ok(());
         }
         loop {
             let cursor = emit.reader.cursor.clone();

@@ -35,7 +35,11 @@ pub(super) struct PgConn {
 
 /// Connects and sets the session up so values and errors are read the same everywhere.
 pub(super) async fn connect(spec: &TableSpec) -> Result<PgConn, DbError> {
-    let mut conn = PgConnection::connect(spec.db.url.expose()).await.map_err(|e| spec.driver("cannot connect", &e))?;
+    let conn = PgConnection::connect(spec.db.url.expose()).await.map_err(|e| spec.driver("cannot connect", &e))?;
+    set_up(conn, spec).await
+}
+
+async fn set_up(mut conn: PgConnection, spec: &TableSpec) -> Result<PgConn, DbError> {
     conn.execute(SESSION_SETUP).await.map_err(|e| spec.driver("cannot set up the session", &e))?;
     let encoding = encoding(&mut conn, spec).await?;
     Ok(PgConn { conn, encoding })
@@ -298,9 +302,32 @@ pub(super) async fn read_parallel(
     cursor: Option<Vec<KeyValue>>,
     rows: &mut Rows,
     emit: &mut Emit<'_, '_>,
-) -> Result<Option<()>, DbError> {
+) -> Result<Parallel, DbError> {
     let shared = std::sync::Arc::new(spec.clone());
-    let fetchers: Vec<Fetcher> = (0..spec.db.read_connections).map(|i| Fetcher::spawn(shared.clone(), i)).collect::<Result<_, _>>()?;
+    let spawned: Vec<Fetcher> = (0..spec.db.read_connections).map(|i| Fetcher::spawn(shared.clone(), i)).collect::<Result<_, _>>()?;
+    // A server that has no connection slot left for a fetcher (too many connections, for
+    // the server, the database or the role) gets fewer fetchers, or none: the table is then
+    // read over the reader's own connection. Retrying the run would not free a slot.
+    let mut fetchers = Vec::with_capacity(spawned.len());
+    for f in spawned {
+        match f.ready.recv() {
+            Ok(Ok(())) => fetchers.push(f),
+            Ok(Err(FetcherDown::Refused)) => {}
+            Ok(Err(FetcherDown::Failed(e))) => return Err(e),
+            Err(_) => return Err(spec.error(ErrorClass::Internal, "a fetcher thread stopped unexpectedly")),
+        }
+    }
+    if fetchers.len() < usize::from(spec.db.read_connections) {
+        tracing::warn!(
+            table = %spec.table,
+            read_connections = spec.db.read_connections,
+            connected = fetchers.len(),
+            "the server refused connections (too many connections): reading over fewer"
+        );
+    }
+    if fetchers.is_empty() {
+        return Ok(Parallel::Unavailable);
+    }
     let mut free: std::collections::VecDeque<usize> = (0..fetchers.len()).collect();
     let mut in_flight = std::collections::VecDeque::new();
     // Where the next chunk starts; `None` once the last chunk is handed out.
@@ -313,13 +340,13 @@ pub(super) async fn read_parallel(
             // The chunk after this one starts after its last key: none, and this is the last.
             next = boundary(pg, spec, select, columns, after.as_deref()).await?.map(Some);
         }
-        let Some(f) = in_flight.pop_front() else { return Ok(Some(())) };
+        let Some(f) = in_flight.pop_front() else { return Ok(Parallel::Done) };
         let mut decoder = CopyDecoder::new(columns, pg.encoding);
         loop {
             match fetchers[f].blocks.recv() {
                 Ok(Ok(Fetched::Block(b))) => {
                     if !decoder.feed(spec, &b, rows, emit)? {
-                        return Ok(None);
+                        return Ok(Parallel::Stopped);
                     }
                     fetchers[f].give_back(b);
                 }
@@ -332,9 +359,27 @@ pub(super) async fn read_parallel(
         free.push_back(f);
         // Every chunk ends a batch, as on one connection.
         if rows.rows > 0 && !emit.send(rows)? {
-            return Ok(None);
+            return Ok(Parallel::Stopped);
         }
     }
+}
+
+/// How [`read_parallel`] ended.
+pub(super) enum Parallel {
+    /// Every chunk was read.
+    Done,
+    /// The pipeline stopped asking.
+    Stopped,
+    /// No fetcher could connect: read the table over the reader's connection.
+    Unavailable,
+}
+
+/// Why a fetcher has no connection.
+enum FetcherDown {
+    /// The server has no slot left (SQLSTATE 53300).
+    Refused,
+    /// Anything else.
+    Failed(DbError),
 }
 
 /// The key of the `chunk_rows`-th row after `after`: the last key of the chunk that
@@ -416,6 +461,8 @@ enum Fetched {
 /// A thread with its own connection in the run's snapshot, streaming the chunks it is
 /// given as blocks of raw `COPY` data.
 struct Fetcher {
+    /// Whether the fetcher's connection is up, sent once after it connects.
+    ready: Receiver<Result<(), FetcherDown>>,
     jobs: Option<SyncSender<String>>,
     blocks: Receiver<Result<Fetched, DbError>>,
     /// Decoded blocks go back to be filled again: no fresh megabyte (and its page
@@ -429,6 +476,7 @@ impl Fetcher {
         let (job_tx, job_rx) = sync_channel::<String>(1);
         let (tx, rx) = sync_channel::<Result<Fetched, DbError>>(FETCH_BLOCKS);
         let (spent_tx, spent_rx) = sync_channel::<Vec<u8>>(2);
+        let (ready_tx, ready_rx) = sync_channel::<Result<(), FetcherDown>>(1);
         let name = format!("ehrlift-pg-fetch-{index}");
         let err_spec = spec.clone();
         let thread = std::thread::Builder::new()
@@ -437,21 +485,22 @@ impl Fetcher {
                 let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = tx.send(Err(spec.error(ErrorClass::Internal, format!("cannot start a runtime: {e}"))));
+                        let e = spec.error(ErrorClass::Internal, format!("cannot start a runtime: {e}"));
+                        let _ = ready_tx.send(Err(FetcherDown::Failed(e)));
                         return;
                     }
                 };
                 rt.block_on(async move {
                     let mut pg = match fetcher_connect(&spec).await {
                         Ok(pg) => pg,
-                        Err(e) => {
-                            // Reported when the first chunk is asked for.
-                            if job_rx.recv().is_ok() {
-                                let _ = tx.send(Err(e));
-                            }
+                        Err(down) => {
+                            let _ = ready_tx.send(Err(down));
                             return;
                         }
                     };
+                    if ready_tx.send(Ok(())).is_err() {
+                        return;
+                    }
                     while let Ok(sql) = job_rx.recv() {
                         match fetch(&mut pg, &spec, &sql, &tx, &spent_rx).await {
                             Ok(true) => {}
@@ -466,7 +515,7 @@ impl Fetcher {
                 });
             })
             .map_err(|e| err_spec.error(ErrorClass::Internal, format!("cannot start a fetcher thread: {e}")))?;
-        Ok(Fetcher { jobs: Some(job_tx), blocks: rx, spent: spent_tx, thread: Some(thread) })
+        Ok(Fetcher { ready: ready_rx, jobs: Some(job_tx), blocks: rx, spent: spent_tx, thread: Some(thread) })
     }
 
     /// Returns a decoded block for reuse (dropped if the fetcher has enough).
@@ -501,9 +550,13 @@ impl Drop for Fetcher {
 }
 
 /// A fetcher's connection: the reader's session settings, in the run's snapshot.
-async fn fetcher_connect(spec: &TableSpec) -> Result<PgConn, DbError> {
-    let mut pg = connect(spec).await?;
-    begin(&mut pg.conn, spec).await?;
+async fn fetcher_connect(spec: &TableSpec) -> Result<PgConn, FetcherDown> {
+    let conn = PgConnection::connect(spec.db.url.expose()).await.map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("53300") => FetcherDown::Refused,
+        _ => FetcherDown::Failed(spec.driver("cannot connect", &e)),
+    })?;
+    let mut pg = set_up(conn, spec).await.map_err(FetcherDown::Failed)?;
+    begin(&mut pg.conn, spec).await.map_err(FetcherDown::Failed)?;
     Ok(pg)
 }
 
