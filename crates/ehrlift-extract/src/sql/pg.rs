@@ -293,7 +293,8 @@ pub(super) fn parallel(spec: &TableSpec) -> bool {
 /// chunks are decoded strictly in key order, each ending a batch, exactly as the
 /// one-connection path reads them, so the output is the same byte for byte. Each
 /// fetcher holds at most [`FETCH_BLOCKS`] blocks of [`FETCH_BLOCK_BYTES`]; past that its
-/// backend waits on the socket. Returns `None` if the pipeline stopped asking.
+/// backend waits on the socket. Fetchers the server refuses are left out (see
+/// [`Parallel::Unavailable`] when none is left).
 pub(super) async fn read_parallel(
     pg: &mut PgConn,
     spec: &TableSpec,
