@@ -463,20 +463,20 @@ impl Reader<'_> {
         };
         let Ok(mut limit) = self.requests.recv() else { return Ok(()) };
         let mut emit = Emit { reader: &mut self, schema, limit: &mut limit };
+        // A keyed PostgreSQL table streams over several connections unless the server has
+        // no slot for them; every other table reads chunk after chunk on this one.
+        let mut read_all = false;
         if let Conn::Pg(c) = &mut conn
             && pg::parallel(spec)
         {
             let cursor = emit.reader.cursor.clone();
             match pg::read_parallel(c, spec, &select, &columns, cursor, &mut rows, &mut emit).await? {
-                pg::Parallel::Done => {
-                    let _ = emit.reader.replies.send(Ok(None));
-                    return Ok(());
-                }
+                pg::Parallel::Done => read_all = true,
                 pg::Parallel::Stopped => return Ok(()), // the pipeline stopped asking
-                pg::Parallel::Unavailable => {}         // read below, over this connection
+                pg::Parallel::Unavailable => {}
             }
         }
-        loop {
+        while !read_all {
             let cursor = emit.reader.cursor.clone();
             let read = match &mut conn {
                 Conn::Pg(c) => pg::chunk(c, spec, &select, &columns, cursor.as_deref(), &mut rows, &mut emit).await?,
@@ -490,9 +490,7 @@ impl Reader<'_> {
                 return Ok(());
             }
             // A keyset chunk that came back full may have more rows after it.
-            if spec.key.is_empty() || read < spec.chunk_rows {
-                break;
-            }
+            read_all = spec.key.is_empty() || read < spec.chunk_rows;
         }
         // End of table: answer the pending request with `None`.
         let _ = emit.reader.replies.send(Ok(None));

@@ -35,14 +35,14 @@ pub(super) struct PgConn {
 
 /// Connects and sets the session up so values and errors are read the same everywhere.
 pub(super) async fn connect(spec: &TableSpec) -> Result<PgConn, DbError> {
-    let conn = PgConnection::connect(spec.db.url.expose()).await.map_err(|e| spec.driver("cannot connect", &e))?;
-    set_up(conn, spec).await
-}
-
-async fn set_up(mut conn: PgConnection, spec: &TableSpec) -> Result<PgConn, DbError> {
-    conn.execute(SESSION_SETUP).await.map_err(|e| spec.driver("cannot set up the session", &e))?;
+    let mut conn = PgConnection::connect(spec.db.url.expose()).await.map_err(|e| spec.driver("cannot connect", &e))?;
+    set_up(&mut conn, spec).await?;
     let encoding = encoding(&mut conn, spec).await?;
     Ok(PgConn { conn, encoding })
+}
+
+async fn set_up(conn: &mut PgConnection, spec: &TableSpec) -> Result<(), DbError> {
+    conn.execute(SESSION_SETUP).await.map(drop).map_err(|e| spec.driver("cannot set up the session", &e))
 }
 
 /// Server encodings whose text bytes ehrlift can read.
@@ -492,8 +492,8 @@ impl Fetcher {
                     }
                 };
                 rt.block_on(async move {
-                    let mut pg = match fetcher_connect(&spec).await {
-                        Ok(pg) => pg,
+                    let mut conn = match fetcher_connect(&spec).await {
+                        Ok(conn) => conn,
                         Err(down) => {
                             let _ = ready_tx.send(Err(down));
                             return;
@@ -503,7 +503,7 @@ impl Fetcher {
                         return;
                     }
                     while let Ok(sql) = job_rx.recv() {
-                        match fetch(&mut pg, &spec, &sql, &tx, &spent_rx).await {
+                        match fetch(&mut conn, &spec, &sql, &tx, &spent_rx).await {
                             Ok(true) => {}
                             Ok(false) => return, // the reader stopped
                             Err(e) => {
@@ -512,7 +512,7 @@ impl Fetcher {
                             }
                         }
                     }
-                    let _ = pg.conn.close().await;
+                    let _ = conn.close().await;
                 });
             })
             .map_err(|e| err_spec.error(ErrorClass::Internal, format!("cannot start a fetcher thread: {e}")))?;
@@ -550,20 +550,21 @@ impl Drop for Fetcher {
     }
 }
 
-/// A fetcher's connection: the reader's session settings, in the run's snapshot.
-async fn fetcher_connect(spec: &TableSpec) -> Result<PgConn, FetcherDown> {
-    let conn = PgConnection::connect(spec.db.url.expose()).await.map_err(|e| match &e {
+/// A fetcher's connection: the reader's session settings, in the run's snapshot. It only
+/// streams bytes (the reader decodes them), so it needs no server encoding.
+async fn fetcher_connect(spec: &TableSpec) -> Result<PgConnection, FetcherDown> {
+    let mut conn = PgConnection::connect(spec.db.url.expose()).await.map_err(|e| match &e {
         sqlx::Error::Database(d) if d.code().as_deref() == Some("53300") => FetcherDown::Refused,
         _ => FetcherDown::Failed(spec.driver("cannot connect", &e)),
     })?;
-    let mut pg = set_up(conn, spec).await.map_err(FetcherDown::Failed)?;
-    begin(&mut pg.conn, spec).await.map_err(FetcherDown::Failed)?;
-    Ok(pg)
+    set_up(&mut conn, spec).await.map_err(FetcherDown::Failed)?;
+    begin(&mut conn, spec).await.map_err(FetcherDown::Failed)?;
+    Ok(conn)
 }
 
 /// Streams one chunk into `tx` in blocks; `Ok(false)` if the reader stopped listening.
 async fn fetch(
-    pg: &mut PgConn,
+    conn: &mut PgConnection,
     spec: &TableSpec,
     sql: &str,
     tx: &SyncSender<Result<Fetched, DbError>>,
@@ -574,7 +575,7 @@ async fn fetch(
         b.clear();
         b
     };
-    let mut stream = pg.conn.copy_out_raw(sql).await.map_err(|e| spec.driver("cannot start reading", &e))?;
+    let mut stream = conn.copy_out_raw(sql).await.map_err(|e| spec.driver("cannot start reading", &e))?;
     let mut block = fresh();
     while let Some(part) = stream.next().await {
         block.extend_from_slice(&part.map_err(|e| spec.driver("reading failed", &e))?);
