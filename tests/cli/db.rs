@@ -865,11 +865,6 @@ fn big_mappings(chunk_rows: u64) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Data and quarantine objects (not run metadata, whose run ids and times differ).
-fn objects(dest: &Path) -> BTreeMap<String, Vec<u8>> {
-    snapshot(dest).into_iter().filter(|(k, _)| !k.starts_with("_ehrlift/")).collect()
-}
-
 /// Asserts `dest` holds exactly the rows of `reference`, each key once, all `rows` of
 /// them but the quarantined ones, and the same quarantined rows.
 fn assert_same_rows(dest: &Path, reference: &Path, rows: usize) {
@@ -913,9 +908,7 @@ fn sigkill_mid_table_then_rerun(db: &Legacy, rows: i64, chunk_rows: u64) {
     assert!(commit_records(&dest, "heap").len() > before, "the rerun wrote the rest");
     run(ehrlift().arg("verify").arg(url(&dest))).expect(0);
     assert_same_rows(&dest, &reference, rows as usize);
-    let (got, want) = (objects(&dest), objects(&reference));
-    let differing: Vec<&String> = want.keys().chain(got.keys()).filter(|k| got.get(*k) != want.get(*k)).collect();
-    assert!(differing.is_empty(), "resumed objects differ from an uninterrupted run's: {differing:?}");
+    assert_same_objects(&objects(&dest), &objects(&reference), "resumed objects differ from an uninterrupted run's");
     assert_cursors_sealed(&dest, "ZZSENTINEL");
 }
 
@@ -1260,9 +1253,7 @@ fn jobs_2_writes_what_jobs_1_writes() {
         y.sort();
         assert!(x == y, "{t}: --jobs 2 wrote other rows than --jobs 1");
     }
-    let (x, y) = (objects(&one), objects(&two));
-    let differing: Vec<&String> = x.keys().chain(y.keys()).filter(|k| x.get(*k) != y.get(*k)).collect();
-    assert!(differing.is_empty(), "objects differ: {differing:?}");
+    assert_same_objects(&objects(&two), &objects(&one), "objects differ");
     run(ehrlift().arg("verify").arg(url(&two))).expect(0);
 }
 
@@ -1311,8 +1302,7 @@ fn read_connections_change_nothing_in_the_output() {
         outs.push(objects(&dest));
     }
     for (n, o) in [(2, &outs[1]), (3, &outs[2])] {
-        let differing: Vec<&String> = outs[0].keys().chain(o.keys()).filter(|k| o.get(*k) != outs[0].get(*k)).collect();
-        assert!(differing.is_empty(), "read_connections = {n} wrote other objects than 1: {differing:?}");
+        assert_same_objects(o, &outs[0], &format!("read_connections = {n} wrote other objects than 1"));
     }
 }
 
@@ -1349,8 +1339,6 @@ fn fetchers_the_server_refuses_are_left_out_and_the_output_is_the_same() {
         let stderr = r.stderr();
         assert_eq!(r.code(), 0, "limit {limit}:\n{stderr}");
         assert!(stderr.contains("reading over fewer") && stderr.contains("read_connections=4"), "limit {limit}: no warning:\n{stderr}");
-        let (got, want) = (objects(&dest), objects(&reference));
-        let differing: Vec<&String> = want.keys().chain(got.keys()).filter(|k| got.get(*k) != want.get(*k)).collect();
-        assert!(differing.is_empty(), "limit {limit}: objects differ: {differing:?}");
+        assert_same_objects(&objects(&dest), &objects(&reference), &format!("limit {limit}: objects differ"));
     }
 }

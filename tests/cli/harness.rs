@@ -57,6 +57,20 @@ pub fn run(cmd: &mut Command) -> Run {
     Run { out: cmd.output().expect("run ehrlift") }
 }
 
+/// Data and quarantine objects under `dest` (not run metadata, whose run ids and times
+/// differ between runs).
+pub fn objects(dest: &Path) -> BTreeMap<String, Vec<u8>> {
+    snapshot(dest).into_iter().filter(|(k, _)| !k.starts_with("_ehrlift/")).collect()
+}
+
+/// Asserts two sets of objects are the same keys with the same bytes; `what` says which
+/// runs were compared.
+#[track_caller]
+pub fn assert_same_objects(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>, what: &str) {
+    let differing: Vec<&String> = want.keys().chain(got.keys()).filter(|k| got.get(*k) != want.get(*k)).collect();
+    assert!(differing.is_empty(), "{what}: {differing:?}");
+}
+
 /// Every file under `dir`, relative path → bytes.
 pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();

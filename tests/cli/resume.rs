@@ -85,11 +85,6 @@ fn kill_at(plan: &Path, dest: &Path, targets: &[usize]) -> usize {
     kills
 }
 
-/// Data and quarantine objects (not run metadata, whose run ids and times differ).
-fn objects(dest: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    snapshot(dest).into_iter().filter(|(k, _)| !k.starts_with("_ehrlift/")).collect()
-}
-
 #[test]
 fn issue_2_sigkill_then_rerun_gives_identical_output() {
     let tmp = tempfile::tempdir().unwrap();
@@ -103,9 +98,7 @@ fn issue_2_sigkill_then_rerun_gives_identical_output() {
     let r = run(ehrlift().args(["run", "--json"]).arg(&plan).arg("--dest").arg(url(&dest))).expect(0);
     assert!(r.json()["attempts"].as_u64().unwrap() >= 2);
     run(ehrlift().arg("verify").arg(&dest)).expect(0);
-    let (got, want) = (objects(&dest), objects(&reference));
-    let differing: Vec<&String> = want.keys().chain(got.keys()).filter(|k| got.get(*k) != want.get(*k)).collect();
-    assert!(differing.is_empty(), "resumed output differs from an uninterrupted run: {differing:?}");
+    assert_same_objects(&objects(&dest), &objects(&reference), "resumed output differs from an uninterrupted run");
 
     // No id lost, none duplicated.
     let mut ids = Vec::new();
