@@ -86,6 +86,38 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     fn create(&self) -> Result<ProjectKey, KeyError>;
 }
 
+/// What a wrapped key is bound to: names only (project, table, column, purpose), never
+/// a value. KMS checks it on every unwrap (AWS KMS "encryption context"); the local
+/// keyring authenticates it as associated data.
+pub type KeyContext = std::collections::BTreeMap<String, String>;
+
+/// A fresh 256-bit data key and its wrapped form.
+pub struct DataKey {
+    /// The key itself; zeroized on drop.
+    pub plaintext: Zeroizing<[u8; 32]>,
+    /// The key encrypted under the wrapping key; opaque, safe to store beside the data.
+    pub wrapped: Vec<u8>,
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataKey").field("wrapped_len", &self.wrapped.len()).finish_non_exhaustive()
+    }
+}
+
+/// Makes and unwraps data keys under a key it never reveals: AWS KMS (`GenerateDataKey`,
+/// `Decrypt`), or the local keyring (AES-256-GCM under a key derived from the project key).
+pub trait KeyWrapper: Send + Sync + fmt::Debug {
+    /// Provider name (`local`, `aws-kms`).
+    fn provider(&self) -> &'static str;
+    /// The wrapping key's public reference (a local key id, a KMS key ARN), for manifests.
+    fn key_ref(&self) -> String;
+    /// A new data key bound to `context`.
+    fn generate(&self, context: &KeyContext) -> Result<DataKey, KeyError>;
+    /// The data key `wrapped` holds; fails unless `context` is the one it was made with.
+    fn unwrap(&self, wrapped: &[u8], context: &KeyContext) -> Result<Zeroizing<[u8; 32]>, KeyError>;
+}
+
 /// Why a key could not be had. Messages name the place, never the key.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -120,6 +152,38 @@ pub enum KeyError {
         /// The key file.
         path: std::path::PathBuf,
     },
+    /// A key service refused or failed (KMS: unknown key, access denied, throttled,
+    /// unreachable). `transient` when a retry may cure it.
+    #[error("{provider} key {key}: {message}")]
+    Service {
+        /// Provider (`aws-kms`).
+        provider: &'static str,
+        /// Key reference (id, alias or ARN).
+        key: String,
+        /// What the service said (never key material).
+        message: String,
+        /// Whether a retry may help (throttling, network).
+        transient: bool,
+    },
+    /// A wrapped key could not be unwrapped: another wrapping key, another context, or
+    /// damaged bytes.
+    #[error("cannot unwrap {what}: {message}")]
+    Unwrap {
+        /// Which key (e.g. `column key of patients.ssn`).
+        what: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl KeyError {
+    /// The class of the error, for exit statuses.
+    pub fn class(&self) -> crate::ErrorClass {
+        match self {
+            KeyError::Service { transient: true, .. } => crate::ErrorClass::Transient,
+            _ => crate::ErrorClass::Configuration,
+        }
+    }
 }
 
 #[cfg(test)]

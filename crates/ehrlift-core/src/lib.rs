@@ -13,7 +13,7 @@ mod position;
 mod report;
 
 pub use error::{ErrorClass, Reason};
-pub use keys::{KeyError, KeyProvider, ProjectKey};
+pub use keys::{DataKey, KeyContext, KeyError, KeyProvider, KeyWrapper, ProjectKey};
 pub use position::{Position, SourceRange};
 pub use report::{NullReporter, Reporter, TableEvent};
 
