@@ -112,6 +112,45 @@ pub struct ObjectEntry {
     pub source: SourceRange,
     /// SHA-256 of the object's Arrow schema (names, types, nullability).
     pub schema_fingerprint: String,
+    /// The Parquet modular encryption keys of the object, when it is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<ModularEncryption>,
+}
+
+/// Which wrapped data keys encrypt an object (ids only: the wrapped keys themselves
+/// are in the object's key metadata).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModularEncryption {
+    /// Provider that wrapped the data keys (`local`, `aws-kms`).
+    pub provider: String,
+    /// The wrapping key: a local project key id or a KMS key ARN.
+    pub wrapping_key: String,
+    /// The footer key and each column with a key of its own.
+    pub keys: Vec<WrappedKeyId>,
+}
+
+/// One wrapped data key of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKeyId {
+    /// `footer` (also every column without a key of its own) or `column:NAME`.
+    pub name: String,
+    /// 16 hex digits of the SHA-256 of the wrapped key.
+    pub id: String,
+}
+
+/// The project key of a run and where it is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectKeyEntry {
+    /// `local` or `aws-kms`.
+    pub provider: String,
+    /// Public id of the project key.
+    pub key_id: String,
+    /// The KMS key ARN that wraps it (aws-kms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapping_key: Option<String>,
+    /// Object key of the wrapped project key at the destination (aws-kms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped_key: Option<String>,
 }
 
 /// What one committed part adds to a table, with the table's running totals after it.
@@ -200,6 +239,12 @@ pub struct Manifest {
     /// Ids of the keys the run's keyed rules used (`local:` and 16 hex digits); empty
     /// when no rule is keyed.
     pub key_ids: Vec<String>,
+    /// The project key's provider and where it is kept, when the run used one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_key: Option<ProjectKeyEntry>,
+    /// How the destination encrypts objects at rest (S3 SSE-KMS), when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_encryption: Option<crate::DestinationEncryption>,
     /// Date ages and birth years were computed at, when a rule used one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_date: Option<String>,

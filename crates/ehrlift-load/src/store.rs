@@ -1,5 +1,5 @@
-//! Object stores. The local filesystem is the embedded default; S3 comes later
-//! behind the same trait.
+//! Object stores. The local filesystem is the embedded default; S3 (crate
+//! `ehrlift-aws`) implements the same trait.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -20,6 +20,30 @@ pub enum StoreError {
     /// Another run holds the destination.
     #[error("another ehrlift run is using {0}; wait for it to finish (or stop it) and run again")]
     Locked(String),
+    /// The destination refuses to be written as configured (a bucket without KMS default
+    /// encryption, an unknown KMS key, an `http://` endpoint): nothing was written.
+    #[error("{0}")]
+    Refused(String),
+    /// A conditional write lost: another runner wrote `key` first.
+    #[error(
+        "`{key}` was written by another ehrlift run at the same time; this run stops (only one runner of a plan may write a destination)"
+    )]
+    Conflict {
+        /// Object key.
+        key: String,
+    },
+    /// A remote store failed on one object; `transient` when a retry may cure it.
+    #[error("{op} `{key}`: {message}")]
+    Remote {
+        /// What was being done.
+        op: &'static str,
+        /// Object key (or bucket).
+        key: String,
+        /// What the service said (never object contents).
+        message: String,
+        /// Whether a retry may help.
+        transient: bool,
+    },
     /// An I/O failure on one object.
     #[error("{op} `{key}`: {source}")]
     Io {
@@ -37,8 +61,11 @@ impl StoreError {
     /// The class of the error, for exit statuses.
     pub fn class(&self) -> ErrorClass {
         match self {
-            StoreError::Unsupported(_) | StoreError::InvalidKey(_) => ErrorClass::Configuration,
-            StoreError::Io { .. } | StoreError::Locked(_) => ErrorClass::Transient,
+            StoreError::Unsupported(_) | StoreError::InvalidKey(_) | StoreError::Refused(_) => ErrorClass::Configuration,
+            StoreError::Remote { transient: false, .. } => ErrorClass::Configuration,
+            StoreError::Io { .. } | StoreError::Locked(_) | StoreError::Conflict { .. } | StoreError::Remote { .. } => {
+                ErrorClass::Transient
+            }
         }
     }
 }
@@ -50,6 +77,33 @@ pub struct ObjectMeta {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
+}
+
+/// Server-side encryption of one stored object, as the store reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectEncryption {
+    /// `aws:kms`, `AES256`, or empty when the object is not encrypted at rest by the store.
+    pub algorithm: String,
+    /// KMS key id or ARN, when `aws:kms`.
+    pub kms_key_id: Option<String>,
+    /// Whether an S3 bucket key was used.
+    pub bucket_key: bool,
+}
+
+/// How a destination encrypts what it stores, for the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DestinationEncryption {
+    /// `aws:kms`.
+    pub algorithm: String,
+    /// ARN of the KMS key every object is written with.
+    pub kms_key_arn: String,
+    /// Whether objects use an S3 bucket key.
+    pub bucket_key: bool,
+    /// The bucket's default encryption as found by preflight (`aws:kms`, `AES256`, `none`).
+    pub bucket_default: String,
+    /// True when the plan allowed a bucket whose default is not `aws:kms`
+    /// (`allow_non_kms_bucket`); every object ehrlift writes is still SSE-KMS.
+    pub non_kms_bucket_allowed: bool,
 }
 
 /// A streaming write of one object that becomes visible only on `commit`.
@@ -74,6 +128,24 @@ pub trait ObjectStore: Send + Sync {
             return Err(StoreError::Io { op: "write", key: key.to_owned(), source });
         }
         w.commit()
+    }
+    /// Writes a small object whole only if `key` does not exist yet (S3 `If-None-Match: *`,
+    /// a hard link locally): [`StoreError::Conflict`] if it does.
+    fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Checks, before a run or `validate` writes anything, that the destination can be
+    /// written as configured (reachable, encrypted, a probe object written and deleted).
+    /// Returns one line per check passed, for reports; refusals are errors.
+    fn preflight(&self) -> Result<Vec<String>, StoreError> {
+        Ok(vec![format!("local directory {}", self.url())])
+    }
+    /// How the store encrypts objects, for the manifest; `None` for the local store.
+    fn encryption(&self) -> Option<DestinationEncryption> {
+        None
+    }
+    /// Server-side encryption of one object (S3 HeadObject); `None` if the store has no
+    /// such notion (local) or the object is absent.
+    fn object_encryption(&self, _key: &str) -> Result<Option<ObjectEncryption>, StoreError> {
+        Ok(None)
     }
     /// Reads a small object whole; `None` if absent.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -183,6 +255,30 @@ impl ObjectStore for LocalStore {
         let temp = dir.join(format!(".{name}.{}{TEMP_SUFFIX}", std::process::id()));
         let file = OpenOptions::new().write(true).create(true).truncate(true).open(&temp).map_err(io_err)?;
         Ok(Box::new(LocalWriter { file: io::BufWriter::with_capacity(1 << 20, file), temp, path, dir, key: key.to_owned() }))
+    }
+
+    fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let io_err = |op: &'static str| move |source| StoreError::Io { op, key: key.to_owned(), source };
+        let dir = path.parent().expect("keys have a parent").to_path_buf();
+        fs::create_dir_all(&dir).map_err(io_err("create"))?;
+        let name = path.file_name().expect("keys have a file name").to_string_lossy().into_owned();
+        let temp = dir.join(format!(".{name}.{}.new{TEMP_SUFFIX}", std::process::id()));
+        let written = (|| {
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&temp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })()
+        .map_err(io_err("write"));
+        // A hard link never replaces an existing name: the first writer wins.
+        let linked = written.and_then(|()| match fs::hard_link(&temp, &path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StoreError::Conflict { key: key.to_owned() }),
+            Err(e) => Err(io_err("link")(e)),
+        });
+        let _ = fs::remove_file(&temp);
+        linked?;
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err("fsync directory"))
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -295,6 +391,17 @@ mod tests {
         assert_eq!(store.list("").unwrap().len(), 1);
         assert_eq!(store.get("t/part-000001.parquet").unwrap().unwrap(), b"abc");
         assert!(store.get("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn put_new_never_replaces_an_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().join("d"));
+        store.put_new("_ehrlift/c/1.json", b"first").unwrap();
+        let e = store.put_new("_ehrlift/c/1.json", b"second").unwrap_err();
+        assert!(matches!(e, StoreError::Conflict { .. }), "{e}");
+        assert_eq!(store.get("_ehrlift/c/1.json").unwrap().unwrap(), b"first");
+        assert_eq!(store.list("").unwrap().len(), 1, "no temporary file is left");
     }
 
     #[test]

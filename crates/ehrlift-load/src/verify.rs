@@ -18,6 +18,10 @@ pub enum FindingKind {
     Extra,
     /// Size or SHA-256 differs from the manifest.
     Altered,
+    /// Not encrypted at rest with SSE-KMS (S3).
+    NotEncrypted,
+    /// Encrypted with another KMS key than the manifest's (or the plan's).
+    WrongKey,
 }
 
 /// One problem, naming the object.
@@ -40,6 +44,9 @@ pub struct VerifyReport {
     pub bytes_hashed: u64,
     /// Rows the manifest records in data objects.
     pub rows: u64,
+    /// The KMS key every object must be encrypted with (S3), as checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_arn: Option<String>,
     /// Problems; empty means verified.
     pub findings: Vec<Finding>,
 }
@@ -68,17 +75,44 @@ pub enum VerifyError {
 }
 
 /// Checks every object the current run's manifest lists (exists, size, SHA-256), and
-/// that no unlisted object sits under the run's tables or quarantine.
-pub fn verify(store: &dyn ObjectStore) -> Result<VerifyReport, VerifyError> {
+/// that no unlisted object sits under the run's tables or quarantine. On a store that
+/// encrypts at rest (S3), every object must be SSE-KMS under the manifest's key, and
+/// that key must be `expected_kms_key` (an ARN) when given.
+pub fn verify(store: &dyn ObjectStore, expected_kms_key: Option<&str>) -> Result<VerifyReport, VerifyError> {
     let state: RunState = read_json(store, STATE_KEY)?.ok_or_else(|| VerifyError::NoRun(store.url()))?;
     if state.status == RunStatus::Running {
         return Err(VerifyError::Unfinished(state.run_id));
     }
     let key = manifest_key(&state.run_id);
     let manifest: Manifest = read_json(store, &key)?.ok_or_else(|| VerifyError::Corrupt { key: key.clone(), message: "missing".into() })?;
-    let mut report = VerifyReport { run_id: manifest.run_id.clone(), objects_checked: 0, bytes_hashed: 0, rows: 0, findings: Vec::new() };
+    let kms_key = manifest.destination_encryption.as_ref().map(|e| e.kms_key_arn.clone());
+    let mut report = VerifyReport {
+        run_id: manifest.run_id.clone(),
+        objects_checked: 0,
+        bytes_hashed: 0,
+        rows: 0,
+        kms_key_arn: kms_key.clone(),
+        findings: Vec::new(),
+    };
+    if let Some(want) = expected_kms_key
+        && kms_key.as_deref() != Some(want)
+    {
+        report.findings.push(Finding { key: manifest_key(&state.run_id), kind: FindingKind::WrongKey });
+    }
+    let at_rest = store.encryption().is_some() || kms_key.is_some();
     let mut buf = vec![0u8; 1 << 20];
     for obj in &manifest.objects {
+        if at_rest {
+            match store.object_encryption(&obj.key)? {
+                Some(e) if e.algorithm != "aws:kms" => {
+                    report.findings.push(Finding { key: obj.key.clone(), kind: FindingKind::NotEncrypted })
+                }
+                Some(e) if kms_key.is_some() && e.kms_key_id != kms_key => {
+                    report.findings.push(Finding { key: obj.key.clone(), kind: FindingKind::WrongKey })
+                }
+                _ => {}
+            }
+        }
         report.objects_checked += 1;
         if obj.kind == crate::ObjectKind::Data {
             report.rows += obj.rows;
