@@ -4,15 +4,20 @@
 //! Every object is written whole or not at all (temp + rename locally), hashed
 //! (SHA-256) as it is written, and recorded only after it is durable.
 
+mod decrypt;
 mod manifest;
 mod part;
 mod store;
 mod verify;
 
-pub use manifest::{CommitRecord, FileDigest, Manifest, ObjectEntry, ObjectKind, RunState, RunStatus, TableStatus, TableSummary};
+pub use decrypt::{KeyUnwrap, ReadError, is_encrypted, open_parquet, project};
+pub use manifest::{
+    CommitRecord, FileDigest, Manifest, ModularEncryption, ObjectEntry, ObjectKind, ProjectKeyEntry, RunState, RunStatus, TableStatus,
+    TableSummary, WrappedKeyId,
+};
 pub use manifest::{FORMAT_VERSION, STATE_KEY, commit_key, data_key, manifest_key, quarantine_key, run_prefix};
-pub use part::{PartSettings, PartWriter, WrittenPart};
-pub use store::{LocalStore, ObjectMeta, ObjectStore, ObjectWriter, StoreError, open_store};
+pub use part::{ColumnKey, PartEncryption, PartSettings, PartWriter, WrittenPart};
+pub use store::{DestinationEncryption, LocalStore, ObjectEncryption, ObjectMeta, ObjectStore, ObjectWriter, StoreError, open_store};
 pub use verify::{Finding, FindingKind, VerifyError, VerifyReport, verify};
 
 /// SHA-256 of `bytes`, lowercase hex: the one digest ehrlift records everywhere.

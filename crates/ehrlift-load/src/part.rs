@@ -7,14 +7,16 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use std::sync::mpsc;
 
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::encryption::encrypt::FileEncryptionProperties;
 use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::store::{ObjectStore, ObjectWriter, StoreError};
 
@@ -29,6 +31,66 @@ pub struct PartSettings<'a> {
     pub workers: usize,
     /// Columns written without a dictionary.
     pub no_dictionary: &'a [String],
+    /// Parquet modular encryption of the part, or `None` for a plaintext part (the
+    /// quarantine writes plaintext parts).
+    pub encryption: Option<&'a PartEncryption>,
+}
+
+/// An AES-256 key and the opaque metadata stored beside it in the file, from which a
+/// reader recovers the key (a key id, or the key wrapped by a KMS).
+#[derive(Clone)]
+pub struct ColumnKey {
+    /// The key bytes; zeroized when dropped.
+    pub key: Zeroizing<[u8; 32]>,
+    /// Stored in the file in the clear: it must not reveal the key.
+    pub metadata: Vec<u8>,
+}
+
+impl std::fmt::Debug for ColumnKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColumnKey").field("key", &"<redacted>").field("metadata_len", &self.metadata.len()).finish()
+    }
+}
+
+/// Keys of an encrypted part (AES_GCM_V1, encrypted footer).
+///
+/// Every leaf column is encrypted: a column listed in `columns` with its own key, every
+/// other column with the footer key. Bloom filters are never written, since parquet
+/// leaves them unencrypted.
+#[derive(Debug, Clone)]
+pub struct PartEncryption {
+    /// Encrypts the footer and every column without a key of its own.
+    pub footer: ColumnKey,
+    /// Column name to its own key. A top-level name keys all of its leaves; a dotted
+    /// leaf path (`a.b`) keys that leaf.
+    pub columns: Vec<(String, ColumnKey)>,
+}
+
+/// Builds parquet's encryption properties with an explicit key for every leaf: parquet
+/// writes a leaf that has no key in plaintext once any column has a key of its own.
+fn encryption_properties(enc: &PartEncryption, schema: &SchemaDescriptor) -> Result<Arc<FileEncryptionProperties>, String> {
+    let leaves: Vec<_> = schema.columns().iter().map(|c| (c.path().string(), c.path().parts()[0].clone())).collect();
+    let unknown: Vec<&str> = enc
+        .columns
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| !leaves.iter().any(|(path, root)| path == name || root == name))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!("encryption keys given for columns not in the schema: {}", unknown.join(", ")));
+    }
+    let mut builder = FileEncryptionProperties::builder(enc.footer.key.to_vec()).with_footer_key_metadata(enc.footer.metadata.clone());
+    for (path, root) in &leaves {
+        // A leaf's own path wins over its root's name.
+        let key = enc
+            .columns
+            .iter()
+            .find(|(name, _)| name == path)
+            .or_else(|| enc.columns.iter().find(|(name, _)| name == root))
+            .map_or(&enc.footer, |(_, key)| key);
+        builder = builder.with_column_key_and_metadata(path, key.key.to_vec(), key.metadata.clone());
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// A finished part.
@@ -67,7 +129,9 @@ impl Write for Hashing {
 ///
 /// Each row group's column chunks are encoded by `workers` threads that each own a
 /// share of the columns (parquet's `ArrowColumnWriter`), fed batch by batch, so the
-/// encoded pages of only the open row group sit in memory.
+/// encoded pages of only the open row group sit in memory. With [`PartEncryption`] the
+/// column writers encrypt their pages as they encode them (the factory carries parquet's
+/// file encryptor), so the parallel path writes the same sealed chunks as `ArrowWriter`.
 pub struct PartWriter {
     key: String,
     file: SerializedFileWriter<Hashing>,
@@ -175,10 +239,23 @@ impl PartWriter {
         for c in settings.no_dictionary {
             props = props.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false);
         }
+        let err = |e| parquet_err(key, e);
+        let descr = match settings.encryption {
+            Some(enc) => {
+                let descr = ArrowSchemaConverter::new().convert(&schema).map_err(err)?;
+                let file_props = encryption_properties(enc, &descr).map_err(|m| StoreError::Refused(format!("part `{key}`: {m}")))?;
+                props = props.with_file_encryption_properties(file_props).set_bloom_filter_enabled(false);
+                Some(descr)
+            }
+            None => None,
+        };
         let props = props.build();
+        // parquet writes bloom filters unencrypted: none may be on in an encrypted part.
+        if let Some(c) = descr.iter().flat_map(|d| d.columns()).find(|c| props.bloom_filter_properties(c.path()).is_some()) {
+            return Err(StoreError::Refused(format!("part `{key}`: a bloom filter is on for encrypted column {}", c.path())));
+        }
         let inner = store.writer(key)?;
         let sink = Hashing { inner, hasher: Sha256::new(), bytes: 0 };
-        let err = |e| parquet_err(key, e);
         // ArrowWriter sets up the file (magic, embedded Arrow schema); we take over its
         // serialized writer to encode row groups column-parallel.
         let (file, factory) =
@@ -302,9 +379,13 @@ mod tests {
 
     fn write(store: &LocalStore, key: &str, workers: usize) -> WrittenPart {
         let b = batch(0, 1);
-        let mut w =
-            PartWriter::create(store, key, b.schema(), PartSettings { row_group_rows: 700, zstd_level: 1, workers, no_dictionary: &[] })
-                .unwrap();
+        let mut w = PartWriter::create(
+            store,
+            key,
+            b.schema(),
+            PartSettings { row_group_rows: 700, zstd_level: 1, workers, no_dictionary: &[], encryption: None },
+        )
+        .unwrap();
         for i in 0..5 {
             w.write(&batch(i * 333, 333)).unwrap();
         }
@@ -321,7 +402,7 @@ mod tests {
             &store,
             "d.parquet",
             b.schema(),
-            PartSettings { row_group_rows: 700, zstd_level: 1, workers: 2, no_dictionary: &off },
+            PartSettings { row_group_rows: 700, zstd_level: 1, workers: 2, no_dictionary: &off, encryption: None },
         )
         .unwrap();
         w.write(&b).unwrap();
