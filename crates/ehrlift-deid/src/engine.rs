@@ -162,7 +162,8 @@ impl TablePrivacy {
             let utf8 = |nullable: bool| Field::new(&c.name, DataType::Utf8, nullable);
             let nullable = c.nullable;
             let (op, field) = match &c.rule {
-                Rule::Keep => (Op::Keep, kernel_field.clone().expect("kept columns have kernels")),
+                // Encryption happens in the Parquet writer: the value is kept here.
+                Rule::Keep | Rule::Encrypt => (Op::Keep, kernel_field.clone().expect("kept columns have kernels")),
                 Rule::Null => (Op::Null, Field::new(&c.name, data_type(c.ty), true)),
                 Rule::Pseudonym { namespace } => (Op::Pseudonym(Pseudonymizer::new(ctx.key(), namespace)), utf8(nullable)),
                 Rule::Surrogate { namespace } => {

@@ -103,6 +103,8 @@ fn join_namespaces(plan: &Plan) -> HashSet<&str> {
 
 /// `Ok` when `rule` is allowed for `phi` under `profile`, else the allowed rules.
 fn allowed(profile: Profile, phi: Phi, rule: &Rule, join_key: bool) -> Result<(), &'static str> {
+    // An encrypted column is kept for whoever holds its key: allowed where keep is.
+    let rule = if *rule == Rule::Encrypt { &Rule::Keep } else { rule };
     if matches!(rule, Rule::Drop | Rule::Null) || matches!(phi, Phi::None | Phi::Quasi) || profile == Profile::Custom {
         return Ok(());
     }
@@ -205,5 +207,8 @@ mod tests {
         assert!(allowed(SafeHarbor, Phi::FreeText, &Rule::Keep, false).is_err());
         assert!(allowed(SafeHarbor, Phi::Quasi, &Rule::Keep, false).is_ok());
         assert!(allowed(Custom, Phi::Ssn, &Rule::Keep, false).is_ok());
+        assert!(allowed(Custom, Phi::Ssn, &Rule::Encrypt, false).is_ok());
+        assert!(allowed(SafeHarbor, Phi::Ssn, &Rule::Encrypt, false).is_err(), "encryption is not de-identification");
+        assert!(allowed(LimitedDataSet, Phi::Date, &Rule::Encrypt, false).is_ok());
     }
 }

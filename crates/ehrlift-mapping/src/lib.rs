@@ -18,5 +18,5 @@ mod temporal;
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use interpolate::{Env, ProcessEnv, interpolate};
-pub use load::load_plan;
+pub use load::{check_s3_url, load_plan};
 pub use model::*;

@@ -15,8 +15,32 @@ use crate::model::*;
 const MAX_READ_CONNECTIONS: i64 = 8;
 
 const PLAN_KEYS: &[&str] = &["project", "include", "destination", "privacy", "keys", "run", "sources"];
-const MAPPING_KEYS: &[&str] =
-    &["table", "description", "source", "files", "source_table", "query", "chunk_rows", "resume", "key", "drop", "csv", "columns"];
+const DESTINATION_KEYS: &[&str] = &[
+    "url",
+    "kms_key",
+    "region",
+    "endpoint_url",
+    "path_style",
+    "allow_insecure_endpoint",
+    "allow_non_kms_bucket",
+    "multipart_part_mib",
+    "upload_concurrency",
+];
+const MAPPING_KEYS: &[&str] = &[
+    "table",
+    "description",
+    "source",
+    "files",
+    "source_table",
+    "query",
+    "chunk_rows",
+    "resume",
+    "key",
+    "drop",
+    "csv",
+    "columns",
+    "encrypt",
+];
 const COLUMN_KEYS: &[&str] = &[
     "name",
     "dictionary",
@@ -91,10 +115,28 @@ fn load_plan_inner(path: &Path, env: &dyn Env, diags: &mut Diagnostics) -> Optio
     let includes: Vec<String> =
         doc.req(&mut cx, "include", "a list of mapping file globs, e.g. include = [\"tables/*.toml\"]").unwrap_or_default();
 
+    let mut cloud = CloudSettings::default();
     let destination = doc.take_raw("destination").and_then(|v| sub_table(&mut cx, v, "[destination]".into())).and_then(|mut t| {
-        let url: Option<String> = t.req(&mut cx, "url", "a destination URL, e.g. url = \"file://out\"");
+        let url: Option<String> = t.req(&mut cx, "url", "a destination URL, e.g. url = \"file://out\" or \"s3://bucket/prefix\"");
         let line = t.line_of(&cx, "url");
-        t.finish(&mut cx, &["url"]);
+        cloud.kms_key = t.opt(&mut cx, "kms_key");
+        cloud.region = t.opt(&mut cx, "region");
+        cloud.endpoint_url = t.opt(&mut cx, "endpoint_url");
+        cloud.path_style = t.opt(&mut cx, "path_style").unwrap_or(false);
+        cloud.allow_insecure_endpoint = t.opt(&mut cx, "allow_insecure_endpoint").unwrap_or(false);
+        cloud.allow_non_kms_bucket = t.opt(&mut cx, "allow_non_kms_bucket").unwrap_or(false);
+        for (key, lo, hi, slot) in
+            [("multipart_part_mib", 5, 5120, &mut cloud.multipart_part_mib), ("upload_concurrency", 1, 64, &mut cloud.upload_concurrency)]
+        {
+            let line = t.line_of(&cx, key);
+            if let Some(v) = t.opt::<i64>(&mut cx, key) {
+                match u32::try_from(v) {
+                    Ok(v) if (lo..=hi).contains(&v) => *slot = v,
+                    _ => cx.error(Some(line), format!("[destination]: `{key}` must be {lo} to {hi}")),
+                }
+            }
+        }
+        t.finish(&mut cx, DESTINATION_KEYS);
         url.and_then(|u| match resolve_dest(&u, &dir) {
             Ok(u) => Some(u),
             Err(e) => {
@@ -133,14 +175,21 @@ fn load_plan_inner(path: &Path, env: &dyn Env, diags: &mut Diagnostics) -> Optio
 
     let keys = match doc.take_raw("keys").and_then(|v| sub_table(&mut cx, v, "[keys]".into())) {
         Some(mut t) => {
-            let provider: Option<String> = t.req(&mut cx, "provider", "\"local\"");
-            let kpath: Option<String> = t.req(&mut cx, "path", "the keyring directory");
+            let provider: Option<String> = t.req(&mut cx, "provider", "\"local\" or \"aws-kms\"");
             let line = t.line_of(&cx, "provider");
-            t.finish(&mut cx, &["provider", "path"]);
             match provider.as_deref() {
-                Some("local") => kpath.map(|p| KeysConfig::Local { path: resolve(&dir, &p) }),
+                Some("local") => {
+                    let kpath: Option<String> = t.req(&mut cx, "path", "the keyring directory");
+                    t.finish(&mut cx, &["provider", "path"]);
+                    kpath.map(|p| KeysConfig::Local { path: resolve(&dir, &p) })
+                }
+                Some("aws-kms") => {
+                    let key_id: Option<String> = t.req(&mut cx, "key_id", "a KMS key id, alias/NAME or ARN");
+                    t.finish(&mut cx, &["provider", "key_id"]);
+                    key_id.map(|key_id| KeysConfig::AwsKms { key_id })
+                }
                 Some(other) => {
-                    cx.error(Some(line), format!("[keys]: unknown provider `{other}`; expected \"local\""));
+                    cx.error(Some(line), format!("[keys]: unknown provider `{other}`; expected \"local\" or \"aws-kms\""));
                     None
                 }
                 None => None,
@@ -208,6 +257,7 @@ fn load_plan_inner(path: &Path, env: &dyn Env, diags: &mut Diagnostics) -> Optio
         sha256,
         project: project?,
         destination,
+        cloud,
         profile: profile?,
         privacy,
         keys: keys?,
@@ -464,6 +514,18 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
             );
         }
     }
+    let encrypt_line = doc.line_of(&cx, "encrypt");
+    let encrypt = match doc.opt::<String>(&mut cx, "encrypt").as_deref() {
+        None | Some("columns") => TableEncrypt::Columns,
+        Some("all") => TableEncrypt::All,
+        Some(other) => {
+            cx.error(
+                Some(encrypt_line),
+                format!("`encrypt`: unknown `{other}`; expected \"all\" or \"columns\" (only columns with rule = \"encrypt\")"),
+            );
+            TableEncrypt::Columns
+        }
+    };
     let key: Vec<String> = doc.opt(&mut cx, "key").unwrap_or_default();
     let key_line = doc.line_of(&cx, "key");
     let drop: Vec<String> = doc.opt(&mut cx, "drop").unwrap_or_default();
@@ -625,6 +687,7 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
         db,
         drop,
         columns,
+        encrypt,
     })
 }
 
@@ -824,12 +887,35 @@ pub(crate) fn resolve(dir: &Path, p: &str) -> PathBuf {
     out
 }
 
-/// Resolves a `file://` destination relative to the plan; other schemes are refused for now.
+/// Resolves a `file://` destination relative to the plan; checks an `s3://` one.
 fn resolve_dest(url: &str, dir: &Path) -> Result<String, String> {
-    match url.strip_prefix("file://") {
-        Some(p) if !p.is_empty() => Ok(format!("file://{}", resolve(dir, p).display())),
-        _ => Err(format!("unsupported destination `{url}`; expected file://PATH")),
+    if let Some(p) = url.strip_prefix("file://")
+        && !p.is_empty()
+    {
+        return Ok(format!("file://{}", resolve(dir, p).display()));
     }
+    if url.starts_with("s3://") {
+        return check_s3_url(url).map(|()| url.trim_end_matches('/').to_owned());
+    }
+    Err(format!("unsupported destination `{url}`; expected file://PATH or s3://BUCKET/PREFIX"))
+}
+
+/// Checks `s3://BUCKET[/PREFIX]`: a valid bucket name (3 to 63 lowercase letters, digits,
+/// `.` and `-`, starting and ending with a letter or digit) and a prefix without empty,
+/// `.` or `..` segments.
+pub fn check_s3_url(url: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("s3://").ok_or_else(|| format!("`{url}` is not an s3:// URL"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !(3..=63).contains(&bucket.len()) || !bucket.chars().all(ok_char) || !edge(bucket.chars().next()) || !edge(bucket.chars().last()) {
+        return Err(format!("`{url}`: `{bucket}` is not a valid S3 bucket name (3 to 63 lowercase letters, digits, `.` and `-`)"));
+    }
+    let prefix = prefix.trim_end_matches('/');
+    if !prefix.is_empty() && prefix.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err(format!("`{url}`: the key prefix has an empty, `.` or `..` segment"));
+    }
+    Ok(())
 }
 
 fn find_line(text: &str, needle: &str) -> Option<usize> {

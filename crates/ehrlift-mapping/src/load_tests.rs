@@ -280,3 +280,54 @@ fn urls_are_redacted() {
     assert_eq!(redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
     assert_eq!(redact_url("postgres://u:p@ss@h/d"), "postgres://u:***@h/d");
 }
+
+const ONE_COLUMN: &str = r#"table = "t"
+source = "s"
+files = "a.csv"
+
+[[columns]]
+name = "ssn"
+type = "utf8"
+rule = "encrypt"
+"#;
+
+#[test]
+fn s3_destinations_take_their_settings_and_kms_keys_their_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = PLAN.replace(
+        "url = \"file://${DEST:-out}\"",
+        "url = \"s3://ehr-bucket/migr/2026/\"\nkms_key = \"alias/ehr\"\nregion = \"eu-west-1\"\nendpoint_url = \"http://127.0.0.1:9\"\npath_style = true\nallow_insecure_endpoint = true\nmultipart_part_mib = 16\n\n[keys]\nprovider = \"aws-kms\"\nkey_id = \"alias/ehr-keys\"",
+    );
+    let p = write(dir.path(), &plan, &ONE_COLUMN.replace("files = \"a.csv\"", "files = \"a.csv\"\nencrypt = \"all\""));
+    let plan = load_plan(&p, &env()).unwrap();
+    assert_eq!(plan.destination.as_deref(), Some("s3://ehr-bucket/migr/2026"));
+    let c = &plan.cloud;
+    assert_eq!(
+        (c.kms_key.as_deref(), c.region.as_deref(), c.endpoint_url.as_deref()),
+        (Some("alias/ehr"), Some("eu-west-1"), Some("http://127.0.0.1:9"))
+    );
+    assert!(c.path_style && c.allow_insecure_endpoint && !c.allow_non_kms_bucket);
+    assert_eq!((c.multipart_part_mib, c.upload_concurrency), (16, 4));
+    assert_eq!(plan.keys, KeysConfig::AwsKms { key_id: "alias/ehr-keys".into() });
+    assert_eq!(plan.tables[0].encrypt, TableEncrypt::All);
+    assert_eq!(plan.tables[0].columns[0].rule, Rule::Encrypt);
+    assert!(plan.tables[0].encrypted());
+}
+
+#[test]
+fn bad_destinations_and_encrypt_values_are_refused_with_their_lines() {
+    for (url, why) in [
+        ("s3://Bad_Bucket/x", "not a valid S3 bucket name"),
+        ("s3://ok-bucket/a//b", "empty"),
+        ("gs://bucket", "expected file://PATH or s3://BUCKET/PREFIX"),
+    ] {
+        let e = errors(&PLAN.replace("file://${DEST:-out}", url), ONE_COLUMN).to_string();
+        assert!(e.contains(why) && e.contains("ehrlift.toml:4:"), "{url}: {e}");
+    }
+    let e = errors(&PLAN.replace("url = \"file://${DEST:-out}\"", "url = \"s3://b-1/p\"\nmultipart_part_mib = 4"), ONE_COLUMN).to_string();
+    assert!(e.contains("`multipart_part_mib` must be 5 to 5120"), "{e}");
+    let e = errors(PLAN, &ONE_COLUMN.replace("files = \"a.csv\"", "files = \"a.csv\"\nencrypt = \"some\"")).to_string();
+    assert!(e.contains("`encrypt`: unknown `some`") && e.contains("m.toml:4"), "{e}");
+    let e = errors(&format!("{PLAN}\n[keys]\nprovider = \"aws-kms\"\n"), ONE_COLUMN).to_string();
+    assert!(e.contains("key_id"), "{e}");
+}

@@ -12,10 +12,13 @@ pub struct Plan {
     pub path: PathBuf,
     /// SHA-256 (hex) of the plan file's bytes.
     pub sha256: String,
-    /// Project name, used in manifests (and later in KMS encryption contexts).
+    /// Project name, used in manifests and KMS encryption contexts.
     pub project: String,
-    /// Destination URL from the plan (`file://PATH`), if any; `--dest` overrides it.
+    /// Destination URL from the plan (`file://PATH` or `s3://BUCKET/PREFIX`), if any;
+    /// `--dest` overrides it.
     pub destination: Option<String>,
+    /// How an `s3://` destination is written (`[destination]` settings besides `url`).
+    pub cloud: CloudSettings,
     /// Privacy profile.
     pub profile: Profile,
     /// Settings of keyed privacy rules.
@@ -91,6 +94,60 @@ pub enum KeysConfig {
         /// Directory of the keyring.
         path: PathBuf,
     },
+    /// AWS KMS: the project key is a KMS data key, kept wrapped at the destination under
+    /// `_ehrlift/keys/` and unwrapped with `Decrypt` at the start of every run.
+    AwsKms {
+        /// KMS key id, alias (`alias/NAME`) or ARN.
+        key_id: String,
+    },
+}
+
+impl KeysConfig {
+    /// Provider name as written in a plan.
+    pub fn provider(&self) -> &'static str {
+        match self {
+            KeysConfig::Local { .. } => "local",
+            KeysConfig::AwsKms { .. } => "aws-kms",
+        }
+    }
+}
+
+/// `[destination]` settings of a cloud destination. Ignored for `file://`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudSettings {
+    /// KMS key (id, alias or ARN) every object is encrypted with (SSE-KMS); `--kms-key`
+    /// overrides it. Required for `s3://`.
+    pub kms_key: Option<String>,
+    /// AWS region; default: the standard chain (`AWS_REGION`, profile).
+    pub region: Option<String>,
+    /// S3 endpoint for S3-compatible stores; default: `AWS_ENDPOINT_URL`, else AWS.
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing (`https://host/bucket/key`), for S3-compatible stores.
+    pub path_style: bool,
+    /// Allow an `http://` endpoint (a local test server); refused otherwise.
+    pub allow_insecure_endpoint: bool,
+    /// Write to a bucket whose default encryption is not `aws:kms` (every object ehrlift
+    /// writes is still SSE-KMS); recorded in the manifest.
+    pub allow_non_kms_bucket: bool,
+    /// Size of a multipart upload's parts in MiB (5 to 5120); smaller objects are one PUT.
+    pub multipart_part_mib: u32,
+    /// Parts of one object uploaded at the same time (1 to 64).
+    pub upload_concurrency: u32,
+}
+
+impl Default for CloudSettings {
+    fn default() -> Self {
+        CloudSettings {
+            kms_key: None,
+            region: None,
+            endpoint_url: None,
+            path_style: false,
+            allow_insecure_endpoint: false,
+            allow_non_kms_bucket: false,
+            multipart_part_mib: 8,
+            upload_concurrency: 4,
+        }
+    }
 }
 
 /// Run settings: defaults for the knobs the CLI can override.
@@ -428,9 +485,28 @@ pub struct Mapping {
     pub drop: Vec<String>,
     /// Output columns in order.
     pub columns: Vec<Column>,
+    /// Parquet modular encryption of the table's objects.
+    pub encrypt: TableEncrypt,
+}
+
+/// Parquet modular encryption of a table's objects (`encrypt` in a mapping).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableEncrypt {
+    /// Encrypted only if a column has `rule = "encrypt"` (`encrypt = "columns"`, the default).
+    #[default]
+    Columns,
+    /// Every column and the footer encrypted (`encrypt = "all"`).
+    All,
 }
 
 impl Mapping {
+    /// Whether the table's objects are written with Parquet modular encryption: the
+    /// table says `encrypt = "all"`, or a column has `rule = "encrypt"`.
+    pub fn encrypted(&self) -> bool {
+        self.encrypt == TableEncrypt::All || self.columns.iter().any(|c| c.rule == Rule::Encrypt)
+    }
+
     /// Distinct source columns a run reads, in first-use order: those of written columns,
     /// then the patient keys of `shift_date` columns, then (when a column is scrubbed)
     /// every column tagged as an identifier, whose values the scrubber looks for.
@@ -792,6 +868,10 @@ pub enum Rule {
     },
     /// Replace identifiers found in free text (and the row's own identifiers) by tags.
     ScrubText,
+    /// Carry the value, encrypted in the Parquet object under a key of its own (Parquet
+    /// modular encryption): readable only with that column's key. Allowed wherever
+    /// `keep` is: whoever holds the key reads the value.
+    Encrypt,
 }
 
 impl Rule {
@@ -808,6 +888,7 @@ impl Rule {
             Rule::Generalize(_) => "generalize",
             Rule::Mask { .. } => "mask",
             Rule::ScrubText => "scrub_text",
+            Rule::Encrypt => "encrypt",
         }
     }
 

@@ -3,7 +3,7 @@
 use crate::fields::{Fields, FileCx};
 use crate::model::{ColumnType, Generalize, Phi, Rule};
 
-const RULES: &str = "keep, drop, null, pseudonym, surrogate, tokenize, shift_date, generalize, mask or scrub_text";
+const RULES: &str = "keep, drop, null, pseudonym, surrogate, tokenize, shift_date, generalize, mask, scrub_text or encrypt";
 
 /// Takes `rule` and its parameters from a column's fields. `ty` and `phi` are the
 /// column's (when valid), to check that the rule applies to the type.
@@ -46,6 +46,7 @@ pub(crate) fn load_rule(cx: &mut FileCx<'_>, f: &mut Fields, ty: Option<ColumnTy
     const TEMPORAL: [ColumnType; 3] = [Date32, Timestamp, TimestampTz];
     let rule = match name.as_str() {
         "keep" => Rule::Keep,
+        "encrypt" => Rule::Encrypt,
         "drop" => Rule::Drop,
         "null" => Rule::Null,
         "pseudonym" | "surrogate" | "tokenize" => {
