@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use ehrlift_core::ErrorClass;
-use ehrlift_load::{FindingKind, ObjectStore, RunStatus, open_store};
+use ehrlift_load::{FindingKind, ObjectStore, RunStatus};
 use ehrlift_mapping::{Plan, ProcessEnv, load_plan};
-use ehrlift_pipeline::{PipelineError, RunOptions};
+use ehrlift_pipeline::{DestOverrides, PipelineError, RunOptions};
+
+mod read;
 
 /// Move legacy EHR data into encrypted object storage without leaking it.
 ///
@@ -46,9 +48,8 @@ enum Command {
     Run {
         /// The plan file (ehrlift.toml).
         plan: PathBuf,
-        /// Destination URL (file://PATH), overriding the plan's.
-        #[arg(long)]
-        dest: Option<String>,
+        #[command(flatten)]
+        dest: DestArgs,
         /// Start over: delete this plan's tables at the destination and begin a new run.
         #[arg(long)]
         fresh: bool,
@@ -94,22 +95,36 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Check a plan, its mappings, its source files' headers and its database tables; writes nothing.
+    /// Check a plan, its mappings, its source files' headers and its database tables, and
+    /// the destination's preflight (for S3: reachable, default encryption aws:kms, KMS key
+    /// usable, a probe object written and deleted); writes nothing else.
     ///
     /// Example: ehrlift validate mappings/synthea/ehrlift.toml
     Validate {
         /// The plan file.
         plan: PathBuf,
+        #[command(flatten)]
+        dest: DestArgs,
         /// Print the report as JSON on stdout.
         #[arg(long)]
         json: bool,
     },
-    /// Recompute every object of the destination's current run against its manifest.
+    /// Recompute every object of the destination's current run against its manifest; on
+    /// S3, also check each object's SSE-KMS encryption and key.
     ///
     /// Example: ehrlift verify file://out/demo
     Verify {
-        /// Destination URL (file://PATH) or a plain directory path.
+        /// Destination URL (file://PATH, a plain directory path, or s3://BUCKET/PREFIX).
         url: String,
+        /// Plan whose [destination] settings (region, endpoint, kms_key) apply; its KMS key
+        /// must be the one every object is encrypted with.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// KMS key every object must be encrypted with (id, alias/NAME or ARN).
+        #[arg(long, value_name = "KEY_ID_OR_ARN")]
+        kms_key: Option<String>,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
         /// Print the report as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -127,14 +142,37 @@ enum Command {
         /// The tokenized column, as TABLE.COLUMN.
         #[arg(long, value_name = "TABLE.COLUMN")]
         column: String,
-        /// Destination whose key record the key must match.
-        #[arg(long)]
-        dest: Option<String>,
+        #[command(flatten)]
+        dest: DestArgs,
         /// Print `[{"token": .., "value": ..}]` as JSON instead of one value per line.
         #[arg(long)]
         json: bool,
         /// Tokens (default: read from stdin, one per line).
         tokens: Vec<String>,
+    },
+    /// Print the rows of Parquet objects written by ehrlift, decrypting encrypted columns
+    /// for a reader who holds their keys (KMS keys through the standard AWS chain; local
+    /// keys through --plan's keyring). The rows may be PHI: they go to stdout only.
+    ///
+    /// Example: ehrlift read s3://bucket/prefix/patients/ --columns id,birth_year --format json
+    Read {
+        /// An object (…/part-000001.parquet) or a table prefix (every .parquet under it),
+        /// as file://PATH, a path, or s3://BUCKET/KEY.
+        url: String,
+        /// Columns to print, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = read::Format::Csv)]
+        format: read::Format,
+        /// Stop after this many rows.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Plan whose keyring (local keys) and [destination] settings apply.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
     },
     /// Show how far a plan's run at its destination has got.
     ///
@@ -142,13 +180,65 @@ enum Command {
     Status {
         /// The plan file.
         plan: PathBuf,
-        /// Destination URL, overriding the plan's.
-        #[arg(long)]
-        dest: Option<String>,
+        #[command(flatten)]
+        dest: DestArgs,
         /// Print the status as JSON on stdout.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Where a plan's run writes: flags overriding its `[destination]`.
+#[derive(Debug, Clone, Args)]
+struct DestArgs {
+    /// Destination URL (file://PATH, a directory path, or s3://BUCKET/PREFIX), overriding the plan's.
+    #[arg(long, value_name = "URL")]
+    dest: Option<String>,
+    /// KMS key for SSE-KMS on an s3:// destination (id, alias/NAME or ARN), overriding the plan's `kms_key`.
+    #[arg(long, value_name = "KEY_ID_OR_ARN")]
+    kms_key: Option<String>,
+    /// S3 endpoint of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+}
+
+impl DestArgs {
+    fn overrides(&self) -> DestOverrides {
+        DestOverrides { url: self.dest.clone(), kms_key: self.kms_key.clone(), endpoint_url: self.endpoint_url.clone() }
+    }
+}
+
+/// Endpoint flags of commands that take a URL instead of a plan.
+#[derive(Debug, Clone, Args)]
+struct EndpointArgs {
+    /// S3 endpoint of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// AWS region (default: the standard chain).
+    #[arg(long)]
+    region: Option<String>,
+    /// Path-style S3 addressing (https://host/bucket/key).
+    #[arg(long)]
+    path_style: bool,
+    /// Allow an http:// endpoint (a local test server).
+    #[arg(long)]
+    allow_insecure_endpoint: bool,
+}
+
+impl EndpointArgs {
+    /// The cloud settings: the plan's, with these flags over them.
+    fn cloud(&self, plan: Option<&Plan>) -> ehrlift_mapping::CloudSettings {
+        let mut c = plan.map(|p| p.cloud.clone()).unwrap_or_default();
+        if self.endpoint_url.is_some() {
+            c.endpoint_url = self.endpoint_url.clone();
+        }
+        if self.region.is_some() {
+            c.region = self.region.clone();
+        }
+        c.path_style |= self.path_style;
+        c.allow_insecure_endpoint |= self.allow_insecure_endpoint;
+        c
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,7 +279,7 @@ fn main() -> ExitCode {
     install_panic_hook();
     let result = match &cli.command {
         Command::Run { plan, dest, fresh, json, encode_threads, jobs } => {
-            cmd_run(&cli, &ui, plan, dest.as_deref(), *fresh, *json, RunOverrides { encode_threads: *encode_threads, jobs: *jobs })
+            cmd_run(&cli, &ui, plan, dest, *fresh, *json, RunOverrides { encode_threads: *encode_threads, jobs: *jobs })
         }
         Command::Init { source, source_env, schema, out, project, sample_rows, force } => {
             let url = match (source, source_env) {
@@ -208,10 +298,14 @@ fn main() -> ExitCode {
                 })
             })
         }
-        Command::Validate { plan, json } => cmd_validate(plan, *json),
-        Command::Verify { url, json } => cmd_verify(url, *json),
-        Command::Status { plan, dest, json } => cmd_status(plan, dest.as_deref(), *json),
-        Command::Reidentify { plan, column, dest, json, tokens } => cmd_reidentify(plan, column, dest.as_deref(), *json, tokens),
+        Command::Validate { plan, dest, json } => cmd_validate(plan, dest, *json),
+        Command::Verify { url, plan, kms_key, endpoint, json } => cmd_verify(url, plan.as_deref(), kms_key.as_deref(), endpoint, *json),
+        Command::Status { plan, dest, json } => cmd_status(plan, dest, *json),
+        Command::Reidentify { plan, column, dest, json, tokens } => cmd_reidentify(plan, column, dest, *json, tokens),
+        Command::Read { url, columns, format, limit, plan, endpoint } => {
+            let plan = plan.as_deref().map(load).transpose();
+            plan.and_then(|plan| read::cmd_read(url, columns, *format, *limit, plan.as_ref(), &endpoint.cloud(plan.as_ref())))
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -247,25 +341,8 @@ fn load(plan: &Path) -> Result<Plan, Failure> {
     Err(config(format!("{} problem(s) under the {} profile:\n{}", lines.len(), plan.profile.name(), lines.join("\n"))))
 }
 
-fn store_for(plan: &Plan, dest: Option<&str>) -> Result<Box<dyn ObjectStore>, Failure> {
-    let url = match dest {
-        Some(d) => normalize_url(d)?,
-        None => plan
-            .destination
-            .clone()
-            .ok_or_else(|| config("no destination: set [destination] url in the plan or pass --dest file://PATH"))?,
-    };
-    open_store(&url).map_err(|e| config(e.to_string()))
-}
-
-/// Accepts `file://PATH` or a bare path; relative paths are relative to the working directory.
-fn normalize_url(s: &str) -> Result<String, Failure> {
-    let path = s.strip_prefix("file://").unwrap_or(s);
-    if s.contains("://") && !s.starts_with("file://") {
-        return Err(config(format!("unsupported destination `{s}`; expected file://PATH")));
-    }
-    let abs = std::path::absolute(path).map_err(|e| config(format!("destination `{s}`: {e}")))?;
-    Ok(format!("file://{}", abs.display()))
+fn store_for(plan: &Plan, dest: &DestArgs) -> Result<Box<dyn ObjectStore>, Failure> {
+    Ok(ehrlift_pipeline::plan_destination(plan, &dest.overrides())?)
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
@@ -284,7 +361,7 @@ fn cmd_run(
     cli: &Cli,
     ui: &progress::Ui,
     plan_path: &Path,
-    dest: Option<&str>,
+    dest: &DestArgs,
     fresh: bool,
     json: bool,
     overrides: RunOverrides,
@@ -323,13 +400,27 @@ fn cmd_run(
     })
 }
 
-fn cmd_validate(plan_path: &Path, json: bool) -> Result<u8, Failure> {
+fn cmd_validate(plan_path: &Path, dest: &DestArgs, json: bool) -> Result<u8, Failure> {
     let plan = load(plan_path)?;
-    let report = ehrlift_pipeline::validate(&plan);
+    // A plan without a destination (and no --dest) is validated without a preflight.
+    let store = match (&plan.destination, &dest.dest) {
+        (None, None) => None,
+        _ => Some(store_for(&plan, dest)?),
+    };
+    let report = ehrlift_pipeline::validate(&plan, store.as_deref());
     if json {
         print_json(&report)?;
     }
     eprintln!("profile: {}", report.profile);
+    for p in report.destination.iter().chain(&report.keys) {
+        match &p.problem {
+            None => eprintln!("ok    {}", p.target),
+            Some(problem) => eprintln!("ERROR {}: {problem}", p.target),
+        }
+        for c in &p.checks {
+            eprintln!("        {c}");
+        }
+    }
     for t in &report.tables {
         match &t.problem {
             None => eprintln!("ok    {:<24} {} file(s), {} bytes, {} output column(s)", t.table, t.files, t.bytes, t.columns),
@@ -353,9 +444,21 @@ fn cmd_validate(plan_path: &Path, json: bool) -> Result<u8, Failure> {
     }
 }
 
-fn cmd_verify(url: &str, json: bool) -> Result<u8, Failure> {
-    let store = open_store(&normalize_url(url)?).map_err(|e| config(e.to_string()))?;
-    let mut report = ehrlift_load::verify(store.as_ref()).map_err(|e| match e {
+fn cmd_verify(url: &str, plan: Option<&Path>, kms_key: Option<&str>, endpoint: &EndpointArgs, json: bool) -> Result<u8, Failure> {
+    let plan = plan.map(load).transpose()?;
+    let cloud = endpoint.cloud(plan.as_ref());
+    let project = plan.as_ref().map_or("", |p| p.project.as_str());
+    let store = ehrlift_pipeline::open_destination(url, project, &cloud, &DestOverrides::default())?;
+    // The key objects must carry: --kms-key, else the plan's; resolved to its ARN.
+    let expected = match kms_key.map(str::to_owned).or_else(|| plan.as_ref().and_then(|p| p.cloud.kms_key.clone())) {
+        Some(k) if url.starts_with("s3://") => Some(
+            ehrlift_aws::KmsWrapper::new(&k, &ehrlift_pipeline::kms_settings(&cloud))
+                .and_then(|w| w.check())
+                .map_err(|e| Failure { class: e.class(), message: e.to_string() })?,
+        ),
+        _ => None,
+    };
+    let mut report = ehrlift_load::verify(store.as_ref(), expected.as_deref()).map_err(|e| match e {
         ehrlift_load::VerifyError::Store(s) => Failure { class: s.class(), message: s.to_string() },
         other => Failure { class: ErrorClass::Data, message: other.to_string() },
     })?;
@@ -381,13 +484,19 @@ fn cmd_verify(url: &str, json: bool) -> Result<u8, Failure> {
             FindingKind::Missing => "missing",
             FindingKind::Extra => "extra (not in the manifest)",
             FindingKind::Altered => "altered (size or SHA-256 differs)",
+            FindingKind::NotEncrypted => "not encrypted with SSE-KMS",
+            FindingKind::WrongKey => "encrypted with another KMS key than the manifest's or the plan's",
         };
         eprintln!("FAIL {}: {what}", f.key);
     }
     if report.findings.is_empty() {
         eprintln!(
-            "verified run {}: {} object(s), {} bytes, {} rows; all match the manifest",
-            report.run_id, report.objects_checked, report.bytes_hashed, report.rows
+            "verified run {}: {} object(s), {} bytes, {} rows; all match the manifest{}",
+            report.run_id,
+            report.objects_checked,
+            report.bytes_hashed,
+            report.rows,
+            report.kms_key_arn.as_ref().map(|k| format!(", all SSE-KMS under {k}")).unwrap_or_default()
         );
         Ok(0)
     } else {
@@ -396,12 +505,14 @@ fn cmd_verify(url: &str, json: bool) -> Result<u8, Failure> {
     }
 }
 
-fn cmd_reidentify(plan_path: &Path, column: &str, dest: Option<&str>, json: bool, tokens: &[String]) -> Result<u8, Failure> {
+fn cmd_reidentify(plan_path: &Path, column: &str, dest: &DestArgs, json: bool, tokens: &[String]) -> Result<u8, Failure> {
     let plan = load(plan_path)?;
     let (table, col) = column.split_once('.').ok_or_else(|| config(format!("--column `{column}`: expected TABLE.COLUMN")))?;
-    let store = match dest {
-        Some(_) => Some(store_for(&plan, dest)?),
-        None => None,
+    // The destination's key record is checked when one is given; a KMS-wrapped project
+    // key is kept there, so the plan's destination is used for it.
+    let store = match (&dest.dest, &plan.keys) {
+        (Some(_), _) | (None, ehrlift_mapping::KeysConfig::AwsKms { .. }) => Some(store_for(&plan, dest)?),
+        (None, _) => None,
     };
     let key = ehrlift_pipeline::load_project_key(&plan, store.as_deref())?;
     let tokenizer = ehrlift_deid::tokenizer_for(&plan, &key, table, col).map_err(config)?;
@@ -429,7 +540,7 @@ fn cmd_reidentify(plan_path: &Path, column: &str, dest: Option<&str>, json: bool
     Ok(if failed > 0 { ErrorClass::Data.exit_code() as u8 } else { 0 })
 }
 
-fn cmd_status(plan_path: &Path, dest: Option<&str>, json: bool) -> Result<u8, Failure> {
+fn cmd_status(plan_path: &Path, dest: &DestArgs, json: bool) -> Result<u8, Failure> {
     let plan = load(plan_path)?;
     let store = store_for(&plan, dest)?;
     let report = ehrlift_pipeline::status(&plan, store.as_ref())?;

@@ -44,7 +44,8 @@ impl PipelineError {
     /// The class of the error, for exit statuses.
     pub fn class(&self) -> ErrorClass {
         match self {
-            PipelineError::Config(_) | PipelineError::Key(_) => ErrorClass::Configuration,
+            PipelineError::Config(_) => ErrorClass::Configuration,
+            PipelineError::Key(e) => e.class(),
             PipelineError::Source { source, .. } => source.class(),
             PipelineError::Database(e) => e.class,
             PipelineError::Store(e) => e.class(),

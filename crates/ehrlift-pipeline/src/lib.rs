@@ -8,15 +8,20 @@
 //! byte for byte (parts are deterministic) and never duplicated.
 
 mod convert;
+mod crypto;
+mod dest;
 mod error;
 mod privacy;
 mod replay;
 mod run;
 mod table;
 
+pub use crypto::{ColumnKeyMetadata, key_unwrapper};
+pub use dest::{DestOverrides, kms_settings, open_destination, plan_destination, s3_settings};
 pub use error::PipelineError;
 pub use privacy::{
-    KEYS_RECORD, KeysRecord, VAULT_PREFIX, VAULT_RECORD, VaultCheck, VaultRecord, check_vault, key_provider, load_project_key, needs_key,
+    KEYS_RECORD, KeysRecord, VAULT_PREFIX, VAULT_RECORD, VaultCheck, VaultRecord, WRAPPED_PROJECT_KEY, WrappedProjectKey, check_keys,
+    check_vault, key_provider, load_project_key, needs_key,
 };
 pub use replay::{StatusReport, TableProgress, status};
-pub use run::{RunOptions, RunOutcome, ValidationReport, run, validate};
+pub use run::{Preflight, RunOptions, RunOutcome, ValidationReport, run, validate};

@@ -4,18 +4,21 @@
 //! Layout at the destination:
 //! - `_ehrlift/keys.json`: provider and id of the key the destination was first
 //!   written with ([`KeysRecord`]); a run with another key is refused;
+//! - `_ehrlift/keys/project-key.json`: with `provider = "aws-kms"`, the project key
+//!   wrapped by KMS ([`WrappedProjectKey`]), unwrapped with `Decrypt` at run start;
 //! - `_ehrlift/vault/<run>-<attempt>-<n>.seg`: sealed vault segments, each written
 //!   before the commit record of the part whose surrogates it holds.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use base64::Engine as _;
 use chrono::NaiveDate;
-use ehrlift_core::{KeyProvider, ProjectKey};
+use ehrlift_core::{KeyContext, KeyError, KeyProvider, KeyWrapper, ProjectKey};
 use ehrlift_deid::PrivacyContext;
 use ehrlift_deid::vault::Vault;
-use ehrlift_kms::LocalKeyring;
-use ehrlift_load::ObjectStore;
+use ehrlift_kms::{LocalKeyring, LocalWrapper};
+use ehrlift_load::{ObjectStore, ProjectKeyEntry};
 use ehrlift_mapping::{KeysConfig, Plan, Rule};
 use serde::{Deserialize, Serialize};
 
@@ -99,24 +102,167 @@ fn read_segments(store: &dyn ObjectStore) -> Result<Vec<(String, Vec<u8>)>, Pipe
     Ok(segments)
 }
 
-/// The key provider a plan names.
-pub fn key_provider(plan: &Plan) -> Box<dyn KeyProvider> {
-    match &plan.keys {
-        KeysConfig::Local { path } => Box::new(LocalKeyring::new(path, &plan.project)),
+/// Key of the KMS-wrapped project key at the destination.
+pub const WRAPPED_PROJECT_KEY: &str = "_ehrlift/keys/project-key.json";
+
+/// `_ehrlift/keys/project-key.json`: the project key as a KMS data key, wrapped. The
+/// plaintext exists only in memory, after `Decrypt` with the same context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedProjectKey {
+    /// Format version.
+    pub format: u32,
+    /// Project name.
+    pub project: String,
+    /// ARN of the KMS key that wrapped it.
+    pub kms_key_arn: String,
+    /// Public id of the project key (`aws-kms:` and 16 hex digits).
+    pub key_id: String,
+    /// The encryption context it was wrapped with (names only).
+    pub context: KeyContext,
+    /// The KMS ciphertext blob, base64.
+    pub wrapped: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+}
+
+/// A project key kept KMS-wrapped at the destination (`[keys] provider = "aws-kms"`).
+struct KmsProjectKey<'a> {
+    project: String,
+    kms: ehrlift_aws::KmsWrapper,
+    store: &'a dyn ObjectStore,
+}
+
+impl std::fmt::Debug for KmsProjectKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsProjectKey").field("project", &self.project).field("at", &self.location()).finish_non_exhaustive()
     }
 }
 
-/// Whether any rule of `plan` is keyed, or a database table resumes by key (its cursor
-/// is sealed with the project key), so the run needs the project key.
+impl KmsProjectKey<'_> {
+    fn context(&self) -> KeyContext {
+        [("ehrlift:project".to_owned(), self.project.clone()), ("ehrlift:purpose".to_owned(), "project-key".to_owned())].into()
+    }
+
+    fn corrupt(&self, message: impl Into<String>) -> KeyError {
+        KeyError::Corrupt { path: self.location().into(), message: message.into() }
+    }
+}
+
+impl KeyProvider for KmsProjectKey<'_> {
+    fn name(&self) -> &'static str {
+        "aws-kms"
+    }
+
+    fn location(&self) -> String {
+        format!("{}/{WRAPPED_PROJECT_KEY}", self.store.url())
+    }
+
+    fn load(&self) -> Result<Option<ProjectKey>, KeyError> {
+        let io = |e: ehrlift_load::StoreError| self.corrupt(e.to_string());
+        let Some(bytes) = self.store.get(WRAPPED_PROJECT_KEY).map_err(io)? else { return Ok(None) };
+        let rec: WrappedProjectKey = serde_json::from_slice(&bytes).map_err(|_| self.corrupt("not a wrapped ehrlift project key"))?;
+        if rec.project != self.project {
+            return Err(self.corrupt(format!("holds the key of project `{}`, not `{}`", rec.project, self.project)));
+        }
+        let wrapped =
+            base64::engine::general_purpose::STANDARD.decode(&rec.wrapped).map_err(|_| self.corrupt("`wrapped` is not base64"))?;
+        let secret = self.kms.unwrap(&wrapped, &rec.context).map_err(|e| match e {
+            KeyError::Unwrap { message, .. } => KeyError::Unwrap { what: format!("the project key at {}", self.location()), message },
+            other => other,
+        })?;
+        let key = ProjectKey::new("aws-kms", secret);
+        if key.id() != rec.key_id {
+            return Err(self.corrupt(format!("`key_id` {} does not match the unwrapped key (the record was edited)", rec.key_id)));
+        }
+        Ok(Some(key))
+    }
+
+    fn create(&self) -> Result<ProjectKey, KeyError> {
+        let context = self.context();
+        let dk = self.kms.generate(&context)?;
+        let key = ProjectKey::new("aws-kms", dk.plaintext);
+        let rec = WrappedProjectKey {
+            format: 1,
+            project: self.project.clone(),
+            kms_key_arn: self.kms.key_ref(),
+            key_id: key.id().to_owned(),
+            context,
+            wrapped: base64::engine::general_purpose::STANDARD.encode(&dk.wrapped),
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let bytes = serde_json::to_vec_pretty(&rec).expect("the record serializes");
+        match self.store.put_new(WRAPPED_PROJECT_KEY, &bytes) {
+            Ok(()) => Ok(key),
+            Err(ehrlift_load::StoreError::Conflict { .. }) => Err(KeyError::Exists { path: self.location().into() }),
+            Err(e) => Err(self.corrupt(e.to_string())),
+        }
+    }
+}
+
+/// The KMS client of a plan whose `[keys] provider = "aws-kms"`.
+fn kms_of(plan: &Plan, key_id: &str) -> Result<ehrlift_aws::KmsWrapper, PipelineError> {
+    Ok(ehrlift_aws::KmsWrapper::new(key_id, &crate::dest::kms_settings(&plan.cloud))?)
+}
+
+/// The key provider a plan names. An `aws-kms` project key lives at the destination,
+/// so it needs `store`.
+pub fn key_provider<'a>(plan: &Plan, store: Option<&'a dyn ObjectStore>) -> Result<Box<dyn KeyProvider + 'a>, PipelineError> {
+    match &plan.keys {
+        KeysConfig::Local { path } => Ok(Box::new(LocalKeyring::new(path, &plan.project))),
+        KeysConfig::AwsKms { key_id } => {
+            let store = store.ok_or_else(|| {
+                PipelineError::Config(format!(
+                    "the project key of `{}` is kept KMS-wrapped at its destination: give the destination (--dest, or [destination] url)",
+                    plan.project
+                ))
+            })?;
+            Ok(Box::new(KmsProjectKey { project: plan.project.clone(), kms: kms_of(plan, key_id)?, store }))
+        }
+    }
+}
+
+/// What wraps `plan`'s data keys (Parquet column keys): KMS under `[keys] key_id`, or the
+/// local keyring under a key derived from the project key.
+pub(crate) fn key_wrapper(plan: &Plan, key: &ProjectKey) -> Result<Arc<dyn KeyWrapper>, PipelineError> {
+    Ok(match &plan.keys {
+        KeysConfig::Local { .. } => Arc::new(LocalWrapper::new(key)),
+        KeysConfig::AwsKms { key_id } => Arc::new(kms_of(plan, key_id)?),
+    })
+}
+
+/// Checks, before anything is written, that the plan's KMS key (if any) exists, is
+/// enabled and lets this identity make and unwrap data keys. One line per check.
+pub fn check_keys(plan: &Plan) -> Result<Vec<String>, PipelineError> {
+    match &plan.keys {
+        KeysConfig::Local { path } => Ok(vec![format!("project key in the local keyring at {}", path.display())]),
+        KeysConfig::AwsKms { key_id } => {
+            let kms = kms_of(plan, key_id)?;
+            let arn = kms.check()?;
+            let context: KeyContext =
+                [("ehrlift:project".to_owned(), plan.project.clone()), ("ehrlift:purpose".to_owned(), "preflight".to_owned())].into();
+            let dk = kms.generate(&context)?;
+            let back = kms.unwrap(&dk.wrapped, &context)?;
+            if *back != *dk.plaintext {
+                return Err(PipelineError::Config(format!("KMS key {arn}: Decrypt did not return the data key GenerateDataKey made")));
+            }
+            Ok(vec![format!("project key wrapped by KMS key {arn}: GenerateDataKey and Decrypt allowed")])
+        }
+    }
+}
+
+/// Whether any rule of `plan` is keyed, a database table resumes by key (its cursor
+/// is sealed with the project key), or a table is encrypted (its column keys are
+/// wrapped under the project key or KMS), so the run needs the project key.
 pub fn needs_key(plan: &Plan) -> bool {
     plan.rules().any(|r| matches!(r, Rule::Pseudonym { .. } | Rule::Surrogate { .. } | Rule::Tokenize { .. } | Rule::ShiftDate { .. }))
         || plan.tables.iter().any(|m| m.db.as_ref().is_some_and(|d| d.resume == ehrlift_mapping::Resume::Keyset))
+        || plan.tables.iter().any(ehrlift_mapping::Mapping::encrypted)
 }
 
 /// The project key for `plan`, never created: for `reidentify` and tools. With a
 /// `store`, the key must be the one the destination was written with.
 pub fn load_project_key(plan: &Plan, store: Option<&dyn ObjectStore>) -> Result<ProjectKey, PipelineError> {
-    let provider = key_provider(plan);
+    let provider = key_provider(plan, store)?;
     if let Some(s) = store
         && let Some(record) = get_json::<KeysRecord>(s, KEYS_RECORD)?
     {
@@ -154,7 +300,7 @@ fn recorded_key(record: &KeysRecord, provider: &dyn KeyProvider, store: &dyn Obj
 /// error, never a silent new key. Writes nothing to the destination; the second value
 /// says whether the key record is still to be written.
 fn run_key(plan: &Plan, store: &dyn ObjectStore) -> Result<(ProjectKey, bool), PipelineError> {
-    let provider = key_provider(plan);
+    let provider = key_provider(plan, Some(store))?;
     match get_json::<KeysRecord>(store, KEYS_RECORD)? {
         Some(record) => Ok((recorded_key(&record, provider.as_ref(), store)?, false)),
         None => {
@@ -215,6 +361,10 @@ impl VaultSink {
 /// The privacy side of one run.
 pub(crate) struct RunPrivacy {
     pub ctx: PrivacyContext,
+    /// Wraps the column keys of encrypted tables.
+    pub wrapper: Option<Arc<dyn KeyWrapper>>,
+    /// The project key's provider and where it is kept, for the manifest.
+    pub project_key: Option<ProjectKeyEntry>,
     pub vault: Option<VaultSink>,
     /// Seals database keyset cursors (a key value may be PHI) in checkpoints and manifests.
     pub cursor_seal: Option<ehrlift_extract::sql::CursorSeal>,
@@ -269,7 +419,13 @@ impl Prepared {
         reference_date: NaiveDate,
     ) -> Result<RunPrivacy, PipelineError> {
         let Some(key) = self.key else {
-            return Ok(RunPrivacy { ctx: PrivacyContext::new(None, &plan.privacy, reference_date, None), vault: None, cursor_seal: None });
+            return Ok(RunPrivacy {
+                ctx: PrivacyContext::new(None, &plan.privacy, reference_date, None),
+                wrapper: None,
+                project_key: None,
+                vault: None,
+                cursor_seal: None,
+            });
         };
         if self.write_record {
             let record = KeysRecord {
@@ -299,7 +455,17 @@ impl Prepared {
             None => None,
         };
         let cursor_seal = Some(ehrlift_extract::sql::CursorSeal::new(&key.derive("ehrlift/cursor/v1")));
+        let wrapper = if plan.tables.iter().any(ehrlift_mapping::Mapping::encrypted) { Some(key_wrapper(plan, &key)?) } else { None };
+        let project_key = Some(ProjectKeyEntry {
+            provider: key.provider().to_owned(),
+            key_id: key.id().to_owned(),
+            wrapping_key: match &plan.keys {
+                KeysConfig::AwsKms { .. } => get_json::<WrappedProjectKey>(store, WRAPPED_PROJECT_KEY)?.map(|r| r.kms_key_arn),
+                KeysConfig::Local { .. } => None,
+            },
+            wrapped_key: matches!(plan.keys, KeysConfig::AwsKms { .. }).then(|| WRAPPED_PROJECT_KEY.to_owned()),
+        });
         let ctx = PrivacyContext::new(Some(key), &plan.privacy, reference_date, vault.as_ref().map(|v| v.vault.clone()));
-        Ok(RunPrivacy { ctx, vault, cursor_seal })
+        Ok(RunPrivacy { ctx, wrapper, project_key, vault, cursor_seal })
     }
 }

@@ -80,6 +80,13 @@ pub(crate) fn put_json<T: Serialize>(store: &dyn ObjectStore, key: &str, value: 
     Ok(store.put(key, &bytes)?)
 }
 
+/// Writes a JSON object only if `key` is new: a commit record two runners race for
+/// is committed by exactly one; the other gets [`ehrlift_load::StoreError::Conflict`].
+pub(crate) fn put_json_new<T: Serialize>(store: &dyn ObjectStore, key: &str, value: &T) -> Result<(), PipelineError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| PipelineError::Internal(format!("serialize {key}: {e}")))?;
+    Ok(store.put_new(key, &bytes)?)
+}
+
 /// Replays a table's commit records.
 /// Deletes a table's commit records (a table without a resume key that starts over);
 /// its parts are swept when the table runs.

@@ -15,6 +15,7 @@ use ehrlift_mapping::{DatabaseSource, Engine, Generalize, Mapping, Plan, Resume,
 use serde::Serialize;
 
 use crate::PipelineError;
+use crate::privacy::needs_key;
 use crate::replay::{get_json, load_progress, put_json};
 use crate::table::{TableInput, TableJob, run_table};
 
@@ -167,6 +168,16 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         inputs.push(find_input(plan, m)?);
     }
 
+    // The destination is checked (reachable, KMS-encrypted, writable) and so is the KMS
+    // key of the project key, before the run takes the lock or writes a record.
+    for check in store.preflight()? {
+        tracing::info!(dest = %store.url(), "preflight: {check}");
+    }
+    if needs_key(plan) && matches!(plan.keys, ehrlift_mapping::KeysConfig::AwsKms { .. }) {
+        for check in crate::privacy::check_keys(plan)? {
+            tracing::info!("preflight: {check}");
+        }
+    }
     let _lock = store.lock_run()?;
     // Keys and vault are checked before the run state or any table is touched.
     let prepared = crate::privacy::prepare(plan, store)?;
@@ -310,6 +321,8 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         plan_fingerprint: fp,
         profile: plan.profile.name().into(),
         key_ids: privacy.ctx.key_id().map(str::to_owned).into_iter().collect(),
+        project_key: privacy.project_key.clone(),
+        destination_encryption: store.encryption(),
         reference_date: uses_reference_date(plan).then(|| reference_date.to_string()),
         vault_entries: privacy.vault.as_ref().map(|v| v.entries()),
         zip3_list: uses_zip3(plan).then(|| ehrlift_deid::generalize::RESTRICTED_ZIP3.version.clone()),
@@ -364,7 +377,13 @@ fn run_tables<'p>(
             return Ok((m, names, progress));
         }
         let kernels = TableKernels::compile(m);
+        // Fresh data keys for every attempt at a table: a key never encrypts more than one run's parts.
+        let keys = match &privacy.wrapper {
+            Some(w) => crate::crypto::table_keys(w.as_ref(), &plan.project, m)?,
+            None => None,
+        };
         let job = TableJob {
+            keys,
             run_id,
             mapping: m,
             privacy: TablePrivacy::compile(m, &kernels, &privacy.ctx),
@@ -420,6 +439,12 @@ fn run_tables<'p>(
 pub struct ValidationReport {
     /// The plan's privacy profile.
     pub profile: &'static str,
+    /// The destination's preflight, when a destination was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Preflight>,
+    /// The KMS key's preflight, when the project key is KMS-wrapped and needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Preflight>,
     /// Per table: name, files found, and a problem if any.
     pub tables: Vec<TableCheck>,
 }
@@ -441,16 +466,45 @@ pub struct TableCheck {
     pub safe_harbor: Vec<Coverage>,
 }
 
+/// A preflight: what was checked, or the problem that refuses it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preflight {
+    /// What was checked (a URL, a key).
+    pub target: String,
+    /// Checks passed, one line each.
+    pub checks: Vec<String>,
+    /// The refusal, if any.
+    pub problem: Option<String>,
+}
+
 impl ValidationReport {
-    /// True when no table has a problem.
+    /// True when no table, destination or key has a problem.
     pub fn ok(&self) -> bool {
         self.tables.iter().all(|t| t.problem.is_none())
+            && self.destination.as_ref().is_none_or(|d| d.problem.is_none())
+            && self.keys.as_ref().is_none_or(|d| d.problem.is_none())
     }
 }
 
 /// Checks that every table's input exists and matches its mapping (files and headers;
-/// database tables, their columns and types).
-pub fn validate(plan: &Plan) -> ValidationReport {
+/// database tables, their columns and types), and, given a destination, runs its
+/// preflight (and the KMS key's) as `run` would. Writes nothing but the preflight's
+/// probe object, which it deletes.
+pub fn validate(plan: &Plan, store: Option<&dyn ObjectStore>) -> ValidationReport {
+    let destination = store.map(|s| match s.preflight() {
+        Ok(checks) => Preflight { target: s.url(), checks, problem: None },
+        Err(e) => Preflight { target: s.url(), checks: Vec::new(), problem: Some(e.to_string()) },
+    });
+    let keys = (needs_key(plan) && matches!(plan.keys, ehrlift_mapping::KeysConfig::AwsKms { .. })).then(|| {
+        let target = match &plan.keys {
+            ehrlift_mapping::KeysConfig::AwsKms { key_id } => key_id.clone(),
+            ehrlift_mapping::KeysConfig::Local { path } => path.display().to_string(),
+        };
+        match crate::privacy::check_keys(plan) {
+            Ok(checks) => Preflight { target, checks, problem: None },
+            Err(e) => Preflight { target, checks: Vec::new(), problem: Some(e.to_string()) },
+        }
+    });
     let tables = plan
         .tables
         .iter()
@@ -465,5 +519,5 @@ pub fn validate(plan: &Plan) -> ValidationReport {
             TableCheck { table: m.table.clone(), files, bytes, columns, problem, safe_harbor }
         })
         .collect();
-    ValidationReport { profile: plan.profile.name(), tables }
+    ValidationReport { profile: plan.profile.name(), destination, keys, tables }
 }

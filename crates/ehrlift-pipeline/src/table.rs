@@ -20,7 +20,7 @@ use ehrlift_mapping::{Mapping, RunSettings};
 use crate::PipelineError;
 use crate::convert::{convert, count_reasons, quarantine_batch, quarantine_schema};
 use crate::privacy::VaultSink;
-use crate::replay::{TableDone, TableProgress, done_key, put_json};
+use crate::replay::{TableDone, TableProgress, done_key, put_json_new};
 
 /// Everything one table's run needs.
 pub(crate) struct TableJob<'a> {
@@ -38,6 +38,8 @@ pub(crate) struct TableJob<'a> {
     pub files_fingerprint: String,
     pub settings: &'a RunSettings,
     pub reporter: &'a dyn Reporter,
+    /// The table's Parquet encryption keys, when it is encrypted.
+    pub keys: Option<crate::crypto::TableKeys>,
 }
 
 /// Where a table's rows come from.
@@ -321,6 +323,7 @@ fn write_loop(
         zstd_level: job.settings.zstd_level,
         workers,
         no_dictionary: job.privacy.no_dictionary(),
+        encryption: job.keys.as_ref().map(|k| &k.encryption),
     };
     let mut open: Option<OpenPart> = None;
     let (mut read, mut quarantined) = (progress.rows_read, progress.rows_quarantined);
@@ -391,6 +394,10 @@ fn entry(
         rows: w.rows,
         source: SourceRange { first, end },
         schema_fingerprint: fingerprint,
+        encryption: match kind {
+            ObjectKind::Data => job.keys.as_ref().map(|k| k.entry.clone()),
+            ObjectKind::Quarantine => None,
+        },
     }
 }
 
@@ -411,6 +418,8 @@ fn commit_part(store: &dyn ObjectStore, job: &TableJob<'_>, progress: &mut Table
                 zstd_level: job.settings.zstd_level,
                 workers: 1,
                 no_dictionary: &[],
+                // Quarantine objects hold positions and reason codes, never values.
+                encryption: None,
             },
         )?;
         qw.write(&quarantine_batch(&p.rejections, &job.file_names))?;
@@ -443,7 +452,7 @@ fn commit_part(store: &dyn ObjectStore, job: &TableJob<'_>, progress: &mut Table
         quarantine_reasons: reasons,
         objects,
     };
-    put_json(store, &commit_key(job.run_id, table, p.number), &rec)?;
+    put_json_new(store, &commit_key(job.run_id, table, p.number), &rec)?;
     job.reporter.event(TableEvent::PartCommitted { table: table.to_owned(), key: rec.objects[0].key.clone(), rows: rec.objects[0].rows });
     progress.apply(rec);
     Ok(())
@@ -461,7 +470,7 @@ fn finish_table(
     let table = job.mapping.table.clone();
     let done =
         TableDone { format: FORMAT_VERSION, table: table.clone(), status, rows_read_at_stop: read, rows_quarantined_at_stop: quarantined };
-    put_json(store, &done_key(job.run_id, &table), &done)?;
+    put_json_new(store, &done_key(job.run_id, &table), &done)?;
     progress.finished = Some(status);
     match status {
         TableStatus::Complete => job.reporter.event(TableEvent::Finished {
