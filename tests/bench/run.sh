@@ -7,7 +7,9 @@
 # For each ROWS: generates (once, then reuses) $BENCH_DIR/patients-ROWS.csv, runs
 # `ehrlift run mappings/bench/patients-plain.toml` (tool `ehrlift`) and
 # `mappings/bench/patients-safe-harbor.toml` (tool `ehrlift-sh`, the de-identifying
-# plan) under /usr/bin/time, checks each manifest's row total, runs
+# plan) and the same plan with EHRLIFT_ENCRYPT=all (tool `ehrlift-sh-enc`: every column
+# and the footer under Parquet modular encryption) under /usr/bin/time, checks each
+# manifest's row total, runs
 # ../shared/bench/peers.sh on the same file (the peers and `duckdb-deid`), and prints
 # one table: wall seconds, peak RSS, output bytes, and ehrlift's wall / each peer's,
 # then ehrlift-sh against duckdb-deid.
@@ -235,6 +237,7 @@ for rows in "${csv_rows[@]}"; do
   for ((i = 1; i <= repeat; i++)); do
     run_ehrlift ehrlift "$plan" "$rows" "$csv" "$out" "$results"
     run_ehrlift ehrlift-sh "$plan_sh" "$rows" "$csv" "$out" "$results"
+    EHRLIFT_ENCRYPT=all run_ehrlift ehrlift-sh-enc "$plan_sh" "$rows" "$csv" "$out" "$results"
     run_peers "$csv" "$out" "$results"
   done
 
@@ -257,6 +260,8 @@ for rows in "${csv_rows[@]}"; do
     row ehrlift "$e_wall" "$(fmt_mib "$e_rss")" "$e_bytes" "-"
     read -r _ s_wall s_rss s_bytes _ < <(median_of ehrlift-sh "$results")
     row ehrlift-sh "$s_wall" "$(fmt_mib "$s_rss")" "$s_bytes" "-"
+    read -r _ x_wall x_rss x_bytes _ < <(median_of ehrlift-sh-enc "$results")
+    row ehrlift-sh-enc "$x_wall" "$(fmt_mib "$x_rss")" "$x_bytes" "-"
     for p in "${peers[@]}"; do
       read -r name wall rss bytes < <(median_of "$p" "$results"; echo)
       [ -n "${name:-}" ] || continue
@@ -282,6 +287,8 @@ for rows in "${csv_rows[@]}"; do
   fi
   echo "target: ehrlift peak RSS < 150 MB: $rss_mb MB: $(awk -v m="$rss_mb" 'BEGIN { print (m < 150) ? "PASS" : "FAIL" }')"
   read -r _ s_wall s_rss _ < <(median_of ehrlift-sh "$results")
+  read -r _ x_wall _ < <(median_of ehrlift-sh-enc "$results")
+  echo "target: ehrlift-sh-enc (encrypt = \"all\") wall <= 1.10 x ehrlift-sh wall: $x_wall s vs $s_wall s (x$(ratio "$x_wall" "$s_wall")): $(awk -v a="$x_wall" -v b="$s_wall" 'BEGIN { print (a <= 1.10 * b) ? "PASS" : "FAIL" }')"
   read -r dd_name dd_wall dd_rss _ < <(median_of duckdb-deid "$results"; echo)
   if [ -n "${dd_name:-}" ] && [ "$dd_wall" != FAILED ]; then
     echo "target: ehrlift-sh wall <= duckdb-deid wall: $s_wall s vs $dd_wall s (x$(ratio "$s_wall" "$dd_wall")): $(awk -v a="$s_wall" -v b="$dd_wall" 'BEGIN { print (a <= b) ? "PASS" : "FAIL" }')"
