@@ -246,16 +246,16 @@ for rows in "${csv_rows[@]}"; do
   eh_wall[$rows]=$e_wall
   row() { # tool wall rss_kib bytes ratio
     if [ "$repeat" -gt 1 ]; then
-      printf '%-12s %10s %14s %14s %18s %14s\n' "$1" "$2" "$3" "$4" "$5" "$(wall_range "$1")"
+      printf '%-14s %10s %14s %14s %18s %14s\n' "$1" "$2" "$3" "$4" "$5" "$(wall_range "$1")"
     else
-      printf '%-12s %10s %14s %14s %18s\n' "$1" "$2" "$3" "$4" "$5"
+      printf '%-14s %10s %14s %14s %18s\n' "$1" "$2" "$3" "$4" "$5"
     fi
   }
   table=$(
     if [ "$repeat" -gt 1 ]; then
-      printf '%-12s %10s %14s %14s %18s %14s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/peer_wall" wall_min-max
+      printf '%-14s %10s %14s %14s %18s %14s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/peer_wall" wall_min-max
     else
-      printf '%-12s %10s %14s %14s %18s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/peer_wall"
+      printf '%-14s %10s %14s %14s %18s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/peer_wall"
     fi
     row ehrlift "$e_wall" "$(fmt_mib "$e_rss")" "$e_bytes" "-"
     read -r _ s_wall s_rss s_bytes _ < <(median_of ehrlift-sh "$results")
