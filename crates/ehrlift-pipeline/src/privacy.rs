@@ -146,6 +146,13 @@ impl KmsProjectKey<'_> {
     fn corrupt(&self, message: impl Into<String>) -> KeyError {
         KeyError::Corrupt { path: self.location().into(), message: message.into() }
     }
+
+    /// A destination failure while reading or writing the wrapped key: transient when
+    /// the store's error is (a retry resumes), else a configuration error.
+    fn store_error(&self, e: ehrlift_load::StoreError) -> KeyError {
+        let transient = e.class() == ehrlift_core::ErrorClass::Transient;
+        KeyError::Service { provider: "aws-kms", key: self.location(), message: e.to_string(), transient }
+    }
 }
 
 impl KeyProvider for KmsProjectKey<'_> {
@@ -158,7 +165,7 @@ impl KeyProvider for KmsProjectKey<'_> {
     }
 
     fn load(&self) -> Result<Option<ProjectKey>, KeyError> {
-        let io = |e: ehrlift_load::StoreError| self.corrupt(e.to_string());
+        let io = |e| self.store_error(e);
         let Some(bytes) = self.store.get(WRAPPED_PROJECT_KEY).map_err(io)? else { return Ok(None) };
         let rec: WrappedProjectKey = serde_json::from_slice(&bytes).map_err(|_| self.corrupt("not a wrapped ehrlift project key"))?;
         if rec.project != self.project {
@@ -194,7 +201,7 @@ impl KeyProvider for KmsProjectKey<'_> {
         match self.store.put_new(WRAPPED_PROJECT_KEY, &bytes) {
             Ok(()) => Ok(key),
             Err(ehrlift_load::StoreError::Conflict { .. }) => Err(KeyError::Exists { path: self.location().into() }),
-            Err(e) => Err(self.corrupt(e.to_string())),
+            Err(e) => Err(self.store_error(e)),
         }
     }
 }
