@@ -418,7 +418,11 @@ fn issue_5_a_kms_project_key_is_kept_wrapped_at_the_destination_and_encrypted_co
         1,
     );
     std::fs::write(&plan, text).unwrap();
-    run(moto.ehrlift().arg("run").arg(&plan)).expect(0);
+    // Traced to the last SDK request and response: no value, no key material.
+    let out = run(moto.ehrlift().arg("-vv").arg("run").arg(&plan)).expect(0);
+    let log = out.stderr();
+    assert!(log.contains("GenerateDataKey") && !log.contains("SENTINEL"), "a value reached the trace log");
+    assert!(log.contains("plaintext: \"*** Sensitive Data Redacted ***\"") && log.contains("secret_access_key: \"** redacted **\""));
     let all = moto.objects(&bucket, "k");
     let wrapped: Value = serde_json::from_slice(&all["_ehrlift/keys/project-key.json"]).unwrap();
     assert_eq!(wrapped["kms_key_arn"], key.arn.as_str());
@@ -431,9 +435,11 @@ fn issue_5_a_kms_project_key_is_kept_wrapped_at_the_destination_and_encrypted_co
         assert!(!bytes.windows(8).any(|w| w == b"SENTINEL"), "{k} holds a value in the clear");
     }
     // A fresh run unwraps the same project key: the same pseudonyms.
-    let first = run(moto.ehrlift().arg("read").arg(format!("{dest}/p")).args(["--columns", "mrn"]).arg("--allow-insecure-endpoint"))
-        .expect(0)
-        .stdout();
+    let first =
+        run(moto.ehrlift().arg("-vv").arg("read").arg(format!("{dest}/p")).args(["--columns", "mrn"]).arg("--allow-insecure-endpoint"))
+            .expect(0);
+    assert!(first.stderr().contains("KMS.Decrypt") && !first.stderr().contains("SENTINEL"), "read traced no value to stderr");
+    let first = first.stdout();
     run(moto.ehrlift().arg("run").arg(&plan).arg("--fresh")).expect(0);
     let second = run(moto.ehrlift().arg("read").arg(format!("{dest}/p")).args(["--columns", "mrn"]).arg("--allow-insecure-endpoint"))
         .expect(0)
