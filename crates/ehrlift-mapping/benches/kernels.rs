@@ -29,6 +29,7 @@ fn column(ty: ColumnType, formats: &[&str]) -> Column {
         rule: Rule::Keep,
         phi: None,
         dictionary: true,
+        references: None,
     }
 }
 

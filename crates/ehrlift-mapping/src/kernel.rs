@@ -519,6 +519,7 @@ mod tests {
             rule: Rule::Keep,
             phi: Some(Phi::None),
             dictionary: true,
+            references: None,
         }
     }
 

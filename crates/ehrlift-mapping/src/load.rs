@@ -14,7 +14,7 @@ use crate::model::*;
 /// Most connections one PostgreSQL table may be read over (`read_connections`).
 const MAX_READ_CONNECTIONS: i64 = 8;
 
-const PLAN_KEYS: &[&str] = &["project", "include", "destination", "privacy", "keys", "run", "sources"];
+const PLAN_KEYS: &[&str] = &["project", "include", "destination", "privacy", "keys", "run", "validate", "sources"];
 const DESTINATION_KEYS: &[&str] = &[
     "url",
     "kms_key",
@@ -64,6 +64,7 @@ const COLUMN_KEYS: &[&str] = &[
     "bounds",
     "keep_last",
     "phi",
+    "references",
 ];
 
 /// Loads and validates a plan file and every mapping it includes.
@@ -200,6 +201,14 @@ fn load_plan_inner(path: &Path, env: &dyn Env, diags: &mut Diagnostics) -> Optio
 
     let run = doc.opt::<RunSettings>(&mut cx, "run").unwrap_or_default();
     check_run(&mut cx, &doc, &run);
+    let validate_line = doc.line_of(&cx, "validate");
+    let validate = doc.opt::<ValidateSettings>(&mut cx, "validate").unwrap_or_default();
+    if validate.max_quarantine_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+        cx.error(Some(validate_line), "[validate]: `max_quarantine_ratio` must be from 0.0 to 1.0");
+    }
+    if validate.min_k == Some(0) {
+        cx.error(Some(validate_line), "[validate]: `min_k` must be at least 1");
+    }
 
     let mut sources = BTreeMap::new();
     if let Some(v) = doc.take_raw("sources") {
@@ -251,6 +260,23 @@ fn load_plan_inner(path: &Path, env: &dyn Env, diags: &mut Diagnostics) -> Optio
     if includes.is_empty() {
         diags.push(path, None, "plan includes no mapping files");
     }
+    // A reference must name a written column of a mapped table.
+    for m in &tables {
+        for c in &m.columns {
+            let Some((t, col)) = c.references.as_deref().and_then(|r| r.split_once('.')) else { continue };
+            let target = tables.iter().find(|x| x.table == t);
+            let problem = match target {
+                None => Some(format!("the plan maps no table `{t}`")),
+                Some(x) if !x.columns.iter().any(|k| k.name == col && k.rule.outputs()) => {
+                    Some(format!("table `{t}` writes no column `{col}`"))
+                }
+                Some(_) => None,
+            };
+            if let Some(p) = problem {
+                diags.push(&m.path, Some(c.line), format!("column `{}`: `references = \"{t}.{col}\"`: {p}", c.name));
+            }
+        }
+    }
 
     Some(Plan {
         path: path.to_path_buf(),
@@ -262,6 +288,7 @@ fn load_plan_inner(path: &Path, env: &dyn Env, diags: &mut Diagnostics) -> Optio
         privacy,
         keys: keys?,
         run,
+        validate,
         sources,
         tables,
     })
@@ -772,6 +799,13 @@ fn load_column(cx: &mut FileCx<'_>, dir: &Path, mut f: Fields, hasher: &mut Sha2
     let phi: Option<Phi> = f.opt(cx, "phi");
     let rule = crate::rules::load_rule(cx, &mut f, ty, phi);
     let dictionary = f.opt(cx, "dictionary").unwrap_or(true);
+    let references_line = f.line_of(cx, "references");
+    let references: Option<String> = f.opt(cx, "references");
+    if let Some(r) = &references
+        && r.split('.').count() != 2
+    {
+        cx.error(Some(references_line), format!("column: `references = \"{r}\"`: expected TABLE.COLUMN of a mapped table"));
+    }
     let line = f.line;
     let what = f.what.clone();
     f.finish(cx, COLUMN_KEYS);
@@ -832,6 +866,7 @@ fn load_column(cx: &mut FileCx<'_>, dir: &Path, mut f: Fields, hasher: &mut Sha2
         rule: rule?,
         phi,
         dictionary,
+        references,
     })
 }
 

@@ -331,3 +331,26 @@ fn bad_destinations_and_encrypt_values_are_refused_with_their_lines() {
     let e = errors(&format!("{PLAN}\n[keys]\nprovider = \"aws-kms\"\n"), ONE_COLUMN).to_string();
     assert!(e.contains("key_id"), "{e}");
 }
+
+#[test]
+fn references_must_name_a_written_column_and_validate_gates_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = format!("{PLAN}\n[validate]\nmin_k = 5\nmax_quarantine_ratio = 0.01\nfail_on = [\"residual_phi\", \"fk_orphans\"]\n");
+    let p = write(dir.path(), &plan, &ONE_COLUMN.replace("rule = \"encrypt\"", "rule = \"keep\"\nreferences = \"t.ssn\""));
+    let plan = load_plan(&p, &env()).unwrap();
+    assert_eq!(plan.tables[0].columns[0].references.as_deref(), Some("t.ssn"));
+    assert_eq!(plan.validate.min_k, Some(5));
+    assert_eq!(plan.validate.max_quarantine_ratio, Some(0.01));
+    assert_eq!(plan.validate.fail_on, vec![FailOn::ResidualPhi, FailOn::FkOrphans]);
+
+    for (r, why) in
+        [("nope.ssn", "the plan maps no table `nope`"), ("t.zip", "table `t` writes no column `zip`"), ("ssn", "expected TABLE.COLUMN")]
+    {
+        let e = errors(PLAN, &ONE_COLUMN.replace("rule = \"encrypt\"", &format!("rule = \"keep\"\nreferences = \"{r}\""))).to_string();
+        assert!(e.contains(why) && e.contains("m.toml:"), "{r}: {e}");
+    }
+    let e = errors(&format!("{PLAN}\n[validate]\nmin_k = 0\nfail_on = [\"everything\"]\n"), ONE_COLUMN).to_string();
+    assert!(e.contains("everything"), "{e}");
+    let e = errors(&format!("{PLAN}\n[validate]\nmin_k = 0\n"), ONE_COLUMN).to_string();
+    assert!(e.contains("`min_k` must be at least 1"), "{e}");
+}

@@ -27,6 +27,8 @@ pub struct Plan {
     pub keys: KeysConfig,
     /// Run settings.
     pub run: RunSettings,
+    /// Gates of `validate --sample/--full`.
+    pub validate: ValidateSettings,
     /// Named sources.
     pub sources: BTreeMap<String, Source>,
     /// One mapping per output table, in plan order.
@@ -146,6 +148,47 @@ impl Default for CloudSettings {
             allow_non_kms_bucket: false,
             multipart_part_mib: 8,
             upload_concurrency: 4,
+        }
+    }
+}
+
+/// `[validate]`: the gates that decide `validate --sample/--full`'s exit status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidateSettings {
+    /// Largest share of quarantined rows per table (default: `[run] max_quarantine_ratio`).
+    pub max_quarantine_ratio: Option<f64>,
+    /// Smallest equivalence class allowed over a table's quasi-identifiers.
+    pub min_k: Option<u64>,
+    /// Problem codes that fail validation when found at all.
+    pub fail_on: Vec<FailOn>,
+}
+
+/// Problems `[validate] fail_on` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailOn {
+    /// A source column without a PHI tag, or not accounted for.
+    Unclassified,
+    /// An identifier found in a text column written as it is.
+    ResidualPhi,
+    /// A value missing from the table its column references.
+    FkOrphans,
+    /// A repeated or null key.
+    DuplicateKey,
+    /// A source column the mapping does not mention.
+    NewColumn,
+}
+
+impl FailOn {
+    /// The code as written.
+    pub fn code(self) -> &'static str {
+        match self {
+            FailOn::Unclassified => "unclassified",
+            FailOn::ResidualPhi => "residual_phi",
+            FailOn::FkOrphans => "fk_orphans",
+            FailOn::DuplicateKey => "duplicate_key",
+            FailOn::NewColumn => "new_column",
         }
     }
 }
@@ -580,6 +623,9 @@ pub struct Column {
     /// Whether Parquet may dictionary-encode the column (`true`, the default, lets
     /// Parquet try and fall back to plain); `false` for unique identifiers saves the try.
     pub dictionary: bool,
+    /// `table.column` of another mapped table whose values this column's must be among
+    /// (checked by `validate --sample/--full`, never enforced by a run).
+    pub references: Option<String>,
 }
 
 /// Output column types.

@@ -13,6 +13,7 @@ mod dest;
 mod error;
 mod privacy;
 mod replay;
+pub mod report;
 mod run;
 mod table;
 
