@@ -282,9 +282,7 @@ impl CsvTableSource {
         }
         let mut reader = self.reader_builder().from_reader(Box::new(stream) as Box<dyn Read + Send>);
         let (names, data_start) = if self.options.header {
-            let mut rec = csv::ByteRecord::new();
-            let found = reader.read_byte_record(&mut rec).map_err(|e| csv_error(path, 0, e))?;
-            if !found {
+            let Some(names) = self.read_names(path, &mut reader)? else {
                 // An empty file: nothing to read, nothing to check.
                 return Ok(OpenFile {
                     reader,
@@ -293,16 +291,7 @@ impl CsvTableSource {
                     base: Base { byte: 0, line: 1, record: 0 },
                     rejected_file: None,
                 });
-            }
-            let mut names = Vec::with_capacity(rec.len());
-            let mut s = String::new();
-            for (i, f) in rec.iter().enumerate() {
-                decode(self.options.encoding, f, &mut s).map_err(|_| SourceError::Schema {
-                    file: path.clone(),
-                    message: format!("header field #{} is not valid {:?} text", i + 1, self.options.encoding),
-                })?;
-                names.push(s.clone());
-            }
+            };
             let p = reader.position();
             (names, Position { file: idx, byte: p.byte(), record: 0, line: p.line(), cursor: None })
         } else {
@@ -319,6 +308,44 @@ impl CsvTableSource {
             (reader, Base { byte: 0, line: 1, record: -i64::from(self.options.header) })
         };
         Ok(OpenFile { reader, projection, width, base, rejected_file: None })
+    }
+
+    /// Reads and decodes the header record; `None` for an empty file.
+    fn read_names(&self, path: &Path, reader: &mut csv::Reader<Box<dyn Read + Send>>) -> Result<Option<Vec<String>>, SourceError> {
+        let mut rec = csv::ByteRecord::new();
+        if !reader.read_byte_record(&mut rec).map_err(|e| csv_error(path, 0, e))? {
+            return Ok(None);
+        }
+        let mut names = Vec::with_capacity(rec.len());
+        let mut s = String::new();
+        for (i, f) in rec.iter().enumerate() {
+            decode(self.options.encoding, f, &mut s).map_err(|_| SourceError::Schema {
+                file: path.to_path_buf(),
+                message: format!("header field #{} is not valid {:?} text", i + 1, self.options.encoding),
+            })?;
+            names.push(s.clone());
+        }
+        Ok(Some(names))
+    }
+
+    /// Every distinct source column name over the files' headers (or the dialect's
+    /// `columns` without a header), in first-seen order, whether the mapping accounts for
+    /// it or not: for reports of what a run would refuse.
+    pub fn header_names(&self) -> Result<Vec<String>, SourceError> {
+        if !self.options.header {
+            return Ok(self.options.columns.clone());
+        }
+        let mut out: Vec<String> = Vec::new();
+        for f in &self.files {
+            let stream = open_stream(&f.path, compression_of(&self.options, &f.path), 0)?;
+            let mut reader = self.reader_builder().from_reader(Box::new(stream) as Box<dyn Read + Send>);
+            for n in self.read_names(&f.path, &mut reader)?.unwrap_or_default() {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn project(&self, path: &Path, names: &[String]) -> Result<Vec<usize>, SourceError> {
