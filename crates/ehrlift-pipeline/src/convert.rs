@@ -22,6 +22,17 @@ pub(crate) struct Converted {
 
 /// Runs every kernel and privacy rule on `raw` and keeps only the rows with no failure.
 pub(crate) fn convert(kernels: &TableKernels, privacy: &TablePrivacy, raw: SourceBatch) -> Converted {
+    convert_keeping(kernels, privacy, raw, false).0
+}
+
+/// [`convert`], also returning (when `keep_typed`) the kernels' typed outputs before the
+/// privacy rules, filtered to the same rows, in `kernels.columns` order (for reports).
+pub(crate) fn convert_keeping(
+    kernels: &TableKernels,
+    privacy: &TablePrivacy,
+    raw: SourceBatch,
+    keep_typed: bool,
+) -> (Converted, Option<Vec<ArrayRef>>) {
     let n = raw.batch.num_rows();
     let mut errors = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(kernels.columns.len());
@@ -46,17 +57,22 @@ pub(crate) fn convert(kernels: &TableKernels, privacy: &TablePrivacy, raw: Sourc
         }
     }
     let mut privacy_errors = Vec::new();
+    let mut typed = keep_typed.then(|| columns.clone());
     let mut columns = privacy.apply(&columns, &raw.batch, &mut privacy_errors);
     for (row, column, reason) in privacy_errors {
         reject(row, privacy.column_name(column), reason);
     }
     if any_bad {
         let keep = BooleanArray::from(bad.iter().map(|b| !b).collect::<Vec<_>>());
-        columns = columns.iter().map(|c| arrow_select::filter::filter(c, &keep).expect("filter of same-length arrays")).collect();
+        let filter = |cols: &[ArrayRef]| -> Vec<ArrayRef> {
+            cols.iter().map(|c| arrow_select::filter::filter(c, &keep).expect("filter of same-length arrays")).collect()
+        };
+        columns = filter(&columns);
+        typed = typed.map(|t| filter(&t));
     }
     rejections.sort_by_key(|r| (r.origin.file, r.origin.record));
     let batch = RecordBatch::try_new(privacy.schema().clone(), columns).expect("rules produce their schema; failed rows removed");
-    Converted { batch, rejections, rows_rejected }
+    (Converted { batch, rejections, rows_rejected }, typed)
 }
 
 /// Schema of quarantine objects: provenance and reason, never the value.

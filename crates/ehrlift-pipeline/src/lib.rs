@@ -12,6 +12,7 @@ mod crypto;
 mod dest;
 mod error;
 mod privacy;
+mod profile;
 mod replay;
 pub mod report;
 mod run;
@@ -24,5 +25,6 @@ pub use privacy::{
     KEYS_RECORD, KeysRecord, VAULT_PREFIX, VAULT_RECORD, VaultCheck, VaultRecord, WRAPPED_PROJECT_KEY, WrappedProjectKey, check_keys,
     check_vault, key_provider, load_project_key, needs_key,
 };
+pub use profile::{ProfileOptions, profile};
 pub use replay::{StatusReport, TableProgress, status};
 pub use run::{Preflight, RunOptions, RunOutcome, ValidationReport, run, validate};
