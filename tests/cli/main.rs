@@ -11,6 +11,8 @@ mod encrypt;
 mod init;
 mod phi;
 mod privacy;
+mod report;
+mod report_html;
 mod resume;
 mod s3;
 mod synthea;

@@ -15,6 +15,7 @@ use ehrlift_mapping::{Plan, ProcessEnv, load_plan};
 use ehrlift_pipeline::{DestOverrides, PipelineError, RunOptions};
 
 mod read;
+mod report_view;
 
 /// Move legacy EHR data into encrypted object storage without leaking it.
 ///
@@ -99,12 +100,27 @@ enum Command {
     /// the destination's preflight (for S3: reachable, default encryption aws:kms, KMS key
     /// usable, a probe object written and deleted); writes nothing else.
     ///
-    /// Example: ehrlift validate mappings/synthea/ehrlift.toml
+    /// With --sample N or --full it also reads the sources, runs every mapping and privacy
+    /// rule without writing anything, and reports what a run would do: rows written and
+    /// quarantined by reason, per-column failures and null rates, key and reference checks,
+    /// unmapped and unclassified columns, residual PHI in kept text, k-anonymity over the
+    /// quasi-identifiers, estimates; the plan's [validate] gates decide the exit status.
+    ///
+    /// Example: ehrlift validate mappings/synthea/ehrlift.toml --sample 10000 --report-dir out/report
     Validate {
         /// The plan file.
         plan: PathBuf,
         #[command(flatten)]
         dest: DestArgs,
+        /// Read the first N source rows of each table and report on them.
+        #[arg(long, value_name = "N", conflicts_with = "full", value_parser = clap::value_parser!(u64).range(1..))]
+        sample: Option<u64>,
+        /// Read every source row and report on them.
+        #[arg(long)]
+        full: bool,
+        /// Write report.json and report.html into DIR (with --sample or --full).
+        #[arg(long, value_name = "DIR")]
+        report_dir: Option<PathBuf>,
         /// Print the report as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -298,7 +314,12 @@ fn main() -> ExitCode {
                 })
             })
         }
-        Command::Validate { plan, dest, json } => cmd_validate(plan, dest, *json),
+        Command::Validate { plan, dest, sample, full, report_dir, json } => match (sample, full) {
+            (None, false) if report_dir.is_some() => Err(config("--report-dir needs --sample N or --full")),
+            (None, false) => cmd_validate(plan, dest, *json),
+            (Some(n), _) => cmd_report(plan, dest, ehrlift_pipeline::report::Sampling::Sample(*n), report_dir.as_deref(), *json),
+            (None, true) => cmd_report(plan, dest, ehrlift_pipeline::report::Sampling::Full, report_dir.as_deref(), *json),
+        },
         Command::Verify { url, plan, kms_key, endpoint, json } => cmd_verify(url, plan.as_deref(), kms_key.as_deref(), endpoint, *json),
         Command::Status { plan, dest, json } => cmd_status(plan, dest, *json),
         Command::Reidentify { plan, column, dest, json, tokens } => cmd_reidentify(plan, column, dest, *json, tokens),
@@ -442,6 +463,47 @@ fn cmd_validate(plan_path: &Path, dest: &DestArgs, json: bool) -> Result<u8, Fai
     } else {
         Ok(ErrorClass::Configuration.exit_code() as u8)
     }
+}
+
+/// `validate --sample N | --full`: the data report, on stderr as a summary, as JSON on
+/// stdout with --json, as report.json and report.html under --report-dir.
+fn cmd_report(
+    plan_path: &Path,
+    dest: &DestArgs,
+    sampling: ehrlift_pipeline::report::Sampling,
+    report_dir: Option<&Path>,
+    json: bool,
+) -> Result<u8, Failure> {
+    let plan = load(plan_path)?;
+    let store = match (&plan.destination, &dest.dest) {
+        (None, None) => None,
+        _ => Some(store_for(&plan, dest)?),
+    };
+    // The preflights of a plain validate; then the sources are read, nothing is written.
+    let checked = ehrlift_pipeline::validate(&plan, store.as_deref());
+    let opts = ehrlift_pipeline::ProfileOptions { sampling, destination: checked.destination, keys: checked.keys };
+    let report = ehrlift_pipeline::profile(&plan, &opts)?;
+    if let Some(dir) = report_dir {
+        let io = |e: std::io::Error| Failure { class: ErrorClass::Transient, message: format!("report directory {}: {e}", dir.display()) };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let body = serde_json::to_vec_pretty(&report).map_err(|e| Failure { class: ErrorClass::Internal, message: e.to_string() })?;
+        std::fs::write(dir.join("report.json"), body).map_err(io)?;
+        std::fs::write(dir.join("report.html"), report_view::html(&report)).map_err(io)?;
+    }
+    if json {
+        print_json(&report)?;
+    }
+    eprint!("{}", report_view::terminal_summary(&report));
+    if let Some(dir) = report_dir {
+        eprintln!("report: {} and {}", dir.join("report.json").display(), dir.join("report.html").display());
+    }
+    Ok(if report.tables.iter().any(|t| t.problem.is_some()) {
+        ErrorClass::Configuration.exit_code() as u8
+    } else if report.ok {
+        0
+    } else {
+        ErrorClass::Data.exit_code() as u8
+    })
 }
 
 fn cmd_verify(url: &str, plan: Option<&Path>, kms_key: Option<&str>, endpoint: &EndpointArgs, json: bool) -> Result<u8, Failure> {
