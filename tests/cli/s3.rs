@@ -459,3 +459,20 @@ fn issue_5_a_kms_project_key_is_kept_wrapped_at_the_destination_and_encrypted_co
     let out = run(moto.ehrlift().arg("read").arg(format!("{dest}/p")).arg("--allow-insecure-endpoint")).expect(2);
     assert!(out.stderr().contains(&key.arn) && !out.stderr().contains("SENTINEL") && out.stdout().is_empty(), "{}", out.stderr());
 }
+
+#[test]
+fn issue_6_validate_with_an_s3_destination_leaves_the_bucket_as_it_was() {
+    let Some(moto) = Moto::get() else { return };
+    let key = moto.key();
+    let bucket = moto.bucket("validate-untouched", Some(&key));
+    moto.put_sse(&bucket, "ehr/keep-me.txt", b"an object that was there before", Some(&key.arn));
+    let before = moto.objects(&bucket, "ehr");
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = synthea_plan(tmp.path(), &format!("s3://{bucket}/ehr/synthea"), &key.arn, "");
+    let out = run(moto.ehrlift().arg("validate").arg(&plan).args(["--full", "--json", "--report-dir"]).arg(tmp.path().join("r"))).expect(0);
+    let r = out.json();
+    assert!(r["destination"]["checks"].as_array().unwrap().len() >= 4, "the preflight ran: {}", r["destination"]);
+    assert_eq!(r["tables"].as_array().unwrap().len(), 17);
+    assert_eq!(moto.objects(&bucket, "ehr"), before, "validate changed the bucket");
+    assert_eq!(moto.open_uploads(&bucket, "ehr"), 0);
+}
