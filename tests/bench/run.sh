@@ -9,7 +9,8 @@
 # `mappings/bench/patients-safe-harbor.toml` (tool `ehrlift-sh`, the de-identifying
 # plan) and the same plan with EHRLIFT_ENCRYPT=all (tool `ehrlift-sh-enc`: every column
 # and the footer under Parquet modular encryption) under /usr/bin/time, checks each
-# manifest's row total, runs
+# manifest's row total, then `validate --full` of the Safe Harbor plan (tool
+# `ehrlift-sh-validate`, checking the report's row total and that nothing was written), runs
 # ../shared/bench/peers.sh on the same file (the peers and `duckdb-deid`), and prints
 # one table: wall seconds, peak RSS, output bytes, and ehrlift's wall / each peer's,
 # then ehrlift-sh against duckdb-deid.
@@ -189,6 +190,29 @@ run_ehrlift() { # name plan rows csv out results
   echo "$name $wall $rss $bytes $user $sys" >>"$results"
 }
 
+# `validate --full` of a plan: checks the report's row total, appends "NAME wall rss 0
+# user sys" to $results. Nothing is written to its destination.
+run_validate() { # name plan rows csv out results
+  local name=$1 plan=$2 rows=$3 csv=$4 out=$5 results=$6 dest=$5/$1 status=0
+  rm -rf "$dest"
+  BENCH_CSV=$csv EHRLIFT_KEYRING=$bench_dir/keyring /usr/bin/time -f "%e %M %U %S" -o "$out/$name.time" \
+    "$bin" validate "$plan" --dest "file://$dest" --full --json --progress none >"$out/$name.json" 2>"$out/$name.log" || status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "$name FAILED with exit status $status; log: $out/$name.log" >&2
+    tail -n 20 "$out/$name.log" >&2
+    exit 1
+  fi
+  local wall rss user sys read
+  read -r wall rss user sys <"$out/$name.time"
+  read=$(jq '[.tables[].rows_read] | add' "$out/$name.json")
+  if [ "$read" != "$rows" ] || [ -e "$dest" ]; then
+    echo "$name: report rows_read=$read, expected $rows; or it wrote $dest" >&2
+    exit 1
+  fi
+  echo "$name: ${wall}s wall, peak RSS $(fmt_mib "$rss") MiB; report rows_read=$read, destination untouched: ok"
+  echo "$name $wall $rss 0 $user $sys" >>"$results"
+}
+
 # The peers once: appends "name wall rss bytes" (or "name FAILED") to $results.
 run_peers() { # csv out results
   local line name rest
@@ -238,6 +262,7 @@ for rows in "${csv_rows[@]}"; do
     run_ehrlift ehrlift "$plan" "$rows" "$csv" "$out" "$results"
     run_ehrlift ehrlift-sh "$plan_sh" "$rows" "$csv" "$out" "$results"
     EHRLIFT_ENCRYPT=all run_ehrlift ehrlift-sh-enc "$plan_sh" "$rows" "$csv" "$out" "$results"
+    run_validate ehrlift-sh-validate "$plan_sh" "$rows" "$csv" "$out" "$results"
     run_peers "$csv" "$out" "$results"
   done
 
@@ -246,22 +271,24 @@ for rows in "${csv_rows[@]}"; do
   eh_wall[$rows]=$e_wall
   row() { # tool wall rss_kib bytes ratio
     if [ "$repeat" -gt 1 ]; then
-      printf '%-14s %10s %14s %14s %18s %14s\n' "$1" "$2" "$3" "$4" "$5" "$(wall_range "$1")"
+      printf '%-20s %10s %14s %14s %18s %14s\n' "$1" "$2" "$3" "$4" "$5" "$(wall_range "$1")"
     else
-      printf '%-14s %10s %14s %14s %18s\n' "$1" "$2" "$3" "$4" "$5"
+      printf '%-20s %10s %14s %14s %18s\n' "$1" "$2" "$3" "$4" "$5"
     fi
   }
   table=$(
     if [ "$repeat" -gt 1 ]; then
-      printf '%-14s %10s %14s %14s %18s %14s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/peer_wall" wall_min-max
+      printf '%-20s %10s %14s %14s %18s %14s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/peer_wall" wall_min-max
     else
-      printf '%-14s %10s %14s %14s %18s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/peer_wall"
+      printf '%-20s %10s %14s %14s %18s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/peer_wall"
     fi
     row ehrlift "$e_wall" "$(fmt_mib "$e_rss")" "$e_bytes" "-"
     read -r _ s_wall s_rss s_bytes _ < <(median_of ehrlift-sh "$results")
     row ehrlift-sh "$s_wall" "$(fmt_mib "$s_rss")" "$s_bytes" "-"
     read -r _ x_wall x_rss x_bytes _ < <(median_of ehrlift-sh-enc "$results")
     row ehrlift-sh-enc "$x_wall" "$(fmt_mib "$x_rss")" "$x_bytes" "-"
+    read -r _ y_wall y_rss _ < <(median_of ehrlift-sh-validate "$results")
+    row ehrlift-sh-validate "$y_wall" "$(fmt_mib "$y_rss")" "-" "-"
     for p in "${peers[@]}"; do
       read -r name wall rss bytes < <(median_of "$p" "$results"; echo)
       [ -n "${name:-}" ] || continue
@@ -288,6 +315,8 @@ for rows in "${csv_rows[@]}"; do
   echo "target: ehrlift peak RSS < 150 MB: $rss_mb MB: $(awk -v m="$rss_mb" 'BEGIN { print (m < 150) ? "PASS" : "FAIL" }')"
   read -r _ s_wall s_rss _ < <(median_of ehrlift-sh "$results")
   read -r _ x_wall _ < <(median_of ehrlift-sh-enc "$results")
+  read -r _ y_wall _ < <(median_of ehrlift-sh-validate "$results")
+  echo "target: ehrlift-sh-validate (validate --full) wall <= 1.5 x ehrlift-sh wall: $y_wall s vs $s_wall s (x$(ratio "$y_wall" "$s_wall")): $(awk -v a="$y_wall" -v b="$s_wall" 'BEGIN { print (a <= 1.5 * b) ? "PASS" : "FAIL" }')"
   echo "target: ehrlift-sh-enc (encrypt = \"all\") wall <= 1.10 x ehrlift-sh wall: $x_wall s vs $s_wall s (x$(ratio "$x_wall" "$s_wall")): $(awk -v a="$x_wall" -v b="$s_wall" 'BEGIN { print (a <= 1.10 * b) ? "PASS" : "FAIL" }')"
   read -r dd_name dd_wall dd_rss _ < <(median_of duckdb-deid "$results"; echo)
   if [ -n "${dd_name:-}" ] && [ "$dd_wall" != FAILED ]; then
@@ -362,18 +391,18 @@ for rows in "${rows_list[@]}"; do
   db_rss[$rows]="${r[ehrlift-pg]} ${r[ehrlift-mysql]}"
   db_row() { # tool ratio
     if [ "$repeat" -gt 1 ]; then
-      printf '%-14s %10s %14s %14s %18s %14s\n' "$1" "${w[$1]}" "$(fmt_mib "${r[$1]}")" "${b[$1]}" "$2" "$(wall_range "$1")"
+      printf '%-20s %10s %14s %14s %18s %14s\n' "$1" "${w[$1]}" "$(fmt_mib "${r[$1]}")" "${b[$1]}" "$2" "$(wall_range "$1")"
     else
-      printf '%-14s %10s %14s %14s %18s\n' "$1" "${w[$1]}" "$(fmt_mib "${r[$1]}")" "${b[$1]}" "$2"
+      printf '%-20s %10s %14s %14s %18s\n' "$1" "${w[$1]}" "$(fmt_mib "${r[$1]}")" "${b[$1]}" "$2"
     fi
   }
   echo
   if [ "$repeat" -gt 1 ]; then echo "database, $rows rows (median of $repeat runs by wall time; load average now $(cut -d' ' -f1-3 /proc/loadavg)):"
   else echo "database, $rows rows (load average now $(cut -d' ' -f1-3 /proc/loadavg)):"; fi
   if [ "$repeat" -gt 1 ]; then
-    printf '%-14s %10s %14s %14s %18s %14s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/cli_wall" wall_min-max
+    printf '%-20s %10s %14s %14s %18s %14s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/cli_wall" wall_min-max
   else
-    printf '%-14s %10s %14s %14s %18s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/cli_wall"
+    printf '%-20s %10s %14s %14s %18s\n' tool wall_s peak_rss_MiB out_bytes "ehrlift/cli_wall"
   fi
   db_row psql-copy -
   db_row mariadb-cli -
