@@ -167,12 +167,17 @@ fn issue_6_planted_problems_in_postgres_appear_in_every_output_with_counts_and_p
     assert_eq!(p["quarantine_reasons"]["invalid_date"], 1);
     assert_eq!(column(p, "birth")["failures"], 1);
     assert_eq!(p["key"]["duplicates"], 1);
+    // Positions: records of `emr:patients` in key order (the second id 7 is the 8th row).
+    let rec = |v: &Value| (v["file"].as_str().unwrap().to_owned(), v["record"].as_u64().unwrap());
+    assert_eq!(rec(&p["key"]["first"][0]), ("emr:patients".to_owned(), 8));
+    assert_eq!(rec(&column(p, "birth")["first_failures"][0]), ("emr:patients".to_owned(), 3));
     // A column that appeared in the database: a run would refuse the table, and so does the report, naming it.
     let labs = table(&r, "labs");
     assert!(labs["problem"].as_str().unwrap().contains("`added_later` are not classified"), "{labs}");
     assert_eq!(out.code(), 2, "an unreadable table is a configuration error");
     let residual: Vec<&Value> = p["residual_phi"].as_array().unwrap().iter().filter(|x| x["column"] == "note").collect();
     assert!(residual.iter().any(|x| x["detector"] == "ssn" && x["count"] == 1), "{residual:?}");
+    assert!(residual.iter().all(|x| rec(&x["first"][0]) == ("emr:patients".to_owned(), 5)), "{residual:?}");
     assert!(residual.iter().any(|x| x["detector"] == "phone" && x["count"] == 1), "{residual:?}");
     // Visit 31 names patient 99, who does not exist; visit 2 names patient 3, whose row
     // a run would quarantine (its bad date): both would be orphans in what is written.
