@@ -171,10 +171,14 @@ fn issue_6_planted_problems_in_postgres_appear_in_every_output_with_counts_and_p
     let rec = |v: &Value| (v["file"].as_str().unwrap().to_owned(), v["record"].as_u64().unwrap());
     assert_eq!(rec(&p["key"]["first"][0]), ("emr:patients".to_owned(), 8));
     assert_eq!(rec(&column(p, "birth")["first_failures"][0]), ("emr:patients".to_owned(), 3));
-    // A column that appeared in the database: a run would refuse the table, and so does the report, naming it.
+    // A column that appeared in the database: a run would refuse the table; the report
+    // names it (an error that fails validation) and measures the rest.
     let labs = table(&r, "labs");
-    assert!(labs["problem"].as_str().unwrap().contains("`added_later` are not classified"), "{labs}");
-    assert_eq!(out.code(), 2, "an unreadable table is a configuration error");
+    assert!(labs["problem"].is_null(), "{labs}");
+    assert_eq!(labs["source_columns"]["new"], serde_json::json!(["added_later"]));
+    assert_eq!(labs["rows_read"], 1);
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    assert_eq!(r["ok"], false);
     let residual: Vec<&Value> = p["residual_phi"].as_array().unwrap().iter().filter(|x| x["column"] == "note").collect();
     assert!(residual.iter().any(|x| x["detector"] == "ssn" && x["count"] == 1), "{residual:?}");
     assert!(residual.iter().all(|x| rec(&x["first"][0]) == ("emr:patients".to_owned(), 5)), "{residual:?}");
@@ -187,7 +191,7 @@ fn issue_6_planted_problems_in_postgres_appear_in_every_output_with_counts_and_p
     assert_eq!(firsts, [2, 31], "positions are the visits' records");
     assert_eq!(v["foreign_keys"][0]["references"], "patients.id");
     let codes = problem_codes(&r);
-    for code in ["duplicate_key", "fk_orphans", "residual_phi", "unreadable", "quarantine"] {
+    for code in ["duplicate_key", "fk_orphans", "residual_phi", "unmapped_column", "new_column", "quarantine"] {
         assert!(codes.iter().any(|c| c == code), "{code} missing from {codes:?}");
     }
     // Every output names the problems and none holds a value.
@@ -198,7 +202,7 @@ fn issue_6_planted_problems_in_postgres_appear_in_every_output_with_counts_and_p
             assert!(!text.contains(planted), "{what} holds the planted value {planted}");
         }
     }
-    for code in ["duplicate_key", "fk_orphans", "residual_phi", "unreadable"] {
+    for code in ["duplicate_key", "fk_orphans", "residual_phi", "unmapped_column"] {
         assert!(summary.contains(code) && html.contains(code), "{code}:\n{summary}");
     }
     assert!(summary.contains("added_later") && html.contains("added_later"));

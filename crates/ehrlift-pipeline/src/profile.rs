@@ -302,6 +302,15 @@ fn profile_table(
         SourceKind::Database(db) => {
             out.inputs =
                 vec![format!("{}:{}", source.name, relation_label(&m.db.as_ref().expect("a database mapping").relation, &m.table))];
+            // The table's columns from the catalog, so columns the mapping does not account
+            // for are reported and the rest measured, as for files. A query's columns are
+            // checked by the reader (a run refuses them; so does the report).
+            if let Some(ehrlift_mapping::Relation::Table(name)) = m.db.as_ref().map(|d| &d.relation) {
+                let classified: HashSet<&str> = m.classified_source_columns().into_iter().collect();
+                out.unmapped =
+                    catalog_columns(db, name).unwrap_or_default().into_iter().filter(|c| !classified.contains(c.as_str())).collect();
+                m.drop.extend(out.unmapped.iter().cloned());
+            }
             match SqlTableSource::open(TableSpec::new(&m, &source.name, db, None), &Position::default(), seal.cloned()) {
                 Ok(s) => {
                     out.db_estimate = s.estimate();
@@ -530,4 +539,17 @@ impl TableOut {
             estimate: Estimate { source_bytes: self.source_bytes, source_rows, output_bytes, seconds: self.elapsed * scale },
         }
     }
+}
+
+/// The columns of database table `name` (`schema.table` or `table`) from the catalog;
+/// `None` when the catalog cannot be read or has no such table (the reader then reports
+/// what is wrong, as a run would).
+fn catalog_columns(db: &ehrlift_mapping::DatabaseSource, name: &str) -> Option<Vec<String>> {
+    let (schema, table) = match name.split_once('.') {
+        Some((s, t)) => (Some(s), t),
+        None => (None, name),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    let catalog = rt.block_on(ehrlift_extract::sql::introspect::introspect(db.url.expose(), schema, 0)).ok()?;
+    catalog.tables.into_iter().find(|t| t.name == table).map(|t| t.columns.into_iter().map(|c| c.name).collect())
 }
