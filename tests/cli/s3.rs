@@ -270,6 +270,17 @@ fn issue_5_preflight_refuses_a_bucket_without_kms_default_an_unknown_key_and_htt
     }
     assert!(moto.objects(&kms_bucket, "p").is_empty());
 
+    // Without a KMS key nothing is written, and the message says what to set; status
+    // (which only reads) still works.
+    let keyless = std::fs::read_to_string(&plan).unwrap().replace(&format!("kms_key = \"{}\"\n", key.arn), "");
+    let keyless_plan = tmp.path().join("keyless.toml");
+    std::fs::write(&keyless_plan, keyless).unwrap();
+    let out = run(moto.ehrlift().arg("run").arg(&keyless_plan)).expect(2);
+    assert!(out.stderr().contains("no KMS key configured") && out.stderr().contains("--kms-key"), "{}", out.stderr());
+    assert!(moto.objects(&kms_bucket, "p").is_empty());
+    let st = run(moto.ehrlift().args(["status", "--json"]).arg(&keyless_plan)).expect(0);
+    assert!(st.json()["state"].is_null(), "{}", st.stdout());
+
     // http:// only when the plan allows an insecure endpoint.
     let text = std::fs::read_to_string(&plan).unwrap().replace("allow_insecure_endpoint = true\n", "");
     std::fs::write(&plan, text).unwrap();

@@ -39,7 +39,7 @@ pub fn kms_settings(cloud: &CloudSettings) -> AwsSettings {
 }
 
 /// Opens a destination URL: `file://PATH` (or a bare path, relative to the working
-/// directory) or `s3://BUCKET/PREFIX`. An S3 destination needs a KMS key.
+/// directory) or `s3://BUCKET/PREFIX`. An S3 destination writes only with a KMS key.
 pub fn open_destination(url: &str, project: &str, cloud: &CloudSettings, o: &DestOverrides) -> Result<Box<dyn ObjectStore>, PipelineError> {
     if url.starts_with("s3://") {
         ehrlift_mapping::check_s3_url(url).map_err(PipelineError::Config)?;
@@ -60,15 +60,12 @@ pub fn open_destination(url: &str, project: &str, cloud: &CloudSettings, o: &Des
     Ok(open_store(&format!("file://{}", abs.display()))?)
 }
 
-/// The destination of `plan`: `--dest` or the plan's `[destination] url`.
+/// The destination of `plan`: `--dest` or the plan's `[destination] url`. An S3
+/// destination opened without a KMS key reads (`status`, `reidentify`) but refuses every
+/// write, and its preflight (the first thing `run` does) says which setting is missing.
 pub fn plan_destination(plan: &Plan, o: &DestOverrides) -> Result<Box<dyn ObjectStore>, PipelineError> {
     let url = o.url.clone().or_else(|| plan.destination.clone()).ok_or_else(|| {
         PipelineError::Config("no destination: set [destination] url in the plan or pass --dest file://PATH or s3://BUCKET/PREFIX".into())
     })?;
-    if url.starts_with("s3://") && o.kms_key.is_none() && plan.cloud.kms_key.is_none() {
-        return Err(PipelineError::Config(format!(
-            "destination {url} needs a KMS key for SSE-KMS: set [destination] kms_key in the plan or pass --kms-key KEY_ID_OR_ARN"
-        )));
-    }
     open_destination(&url, &plan.project, &plan.cloud, o)
 }
