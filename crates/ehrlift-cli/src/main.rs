@@ -479,9 +479,10 @@ fn cmd_report(
         (None, None) => None,
         _ => Some(store_for(&plan, dest)?),
     };
-    // The preflights of a plain validate; then the sources are read, nothing is written.
-    let checked = ehrlift_pipeline::validate(&plan, store.as_deref());
-    let opts = ehrlift_pipeline::ProfileOptions { sampling, destination: checked.destination, keys: checked.keys };
+    // The preflights of a plain validate; then the sources are read (the profile finds
+    // and checks each table's input itself), nothing is written.
+    let (destination, keys) = ehrlift_pipeline::preflights(&plan, store.as_deref());
+    let opts = ehrlift_pipeline::ProfileOptions { sampling, destination, keys };
     let report = ehrlift_pipeline::profile(&plan, &opts)?;
     if let Some(dir) = report_dir {
         let io = |e: std::io::Error| Failure { class: ErrorClass::Transient, message: format!("report directory {}: {e}", dir.display()) };

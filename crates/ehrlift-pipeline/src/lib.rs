@@ -27,4 +27,4 @@ pub use privacy::{
 };
 pub use profile::{ProfileOptions, profile};
 pub use replay::{StatusReport, TableProgress, status};
-pub use run::{Preflight, RunOptions, RunOutcome, ValidationReport, run, validate};
+pub use run::{Preflight, RunOptions, RunOutcome, ValidationReport, preflights, run, validate};

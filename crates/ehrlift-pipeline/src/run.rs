@@ -173,7 +173,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
     for check in store.preflight()? {
         tracing::info!(dest = %store.url(), "preflight: {check}");
     }
-    if needs_key(plan) && matches!(plan.keys, ehrlift_mapping::KeysConfig::AwsKms { .. }) {
+    if kms_project_key(plan).is_some() {
         for check in crate::privacy::check_keys(plan)? {
             tracing::info!("preflight: {check}");
         }
@@ -486,25 +486,34 @@ impl ValidationReport {
     }
 }
 
+/// The KMS key id of the plan's project key, when the project key is KMS-wrapped and the
+/// plan needs it: then that key is preflighted too.
+fn kms_project_key(plan: &Plan) -> Option<&str> {
+    match &plan.keys {
+        ehrlift_mapping::KeysConfig::AwsKms { key_id } if needs_key(plan) => Some(key_id),
+        _ => None,
+    }
+}
+
+/// The preflights `run` starts with, as reports: the destination's (given a store) and
+/// the project key's KMS key (when it is KMS-wrapped and needed). A refusal is recorded
+/// as the preflight's problem, not returned.
+pub fn preflights(plan: &Plan, store: Option<&dyn ObjectStore>) -> (Option<Preflight>, Option<Preflight>) {
+    let report = |target: String, checked: Result<Vec<String>, String>| match checked {
+        Ok(checks) => Preflight { target, checks, problem: None },
+        Err(problem) => Preflight { target, checks: Vec::new(), problem: Some(problem) },
+    };
+    let destination = store.map(|s| report(s.url(), s.preflight().map_err(|e| e.to_string())));
+    let keys = kms_project_key(plan).map(|key_id| report(key_id.to_owned(), crate::privacy::check_keys(plan).map_err(|e| e.to_string())));
+    (destination, keys)
+}
+
 /// Checks that every table's input exists and matches its mapping (files and headers;
 /// database tables, their columns and types), and, given a destination, runs its
 /// preflight (and the KMS key's) as `run` would. Writes nothing but the preflight's
 /// probe object, which it deletes.
 pub fn validate(plan: &Plan, store: Option<&dyn ObjectStore>) -> ValidationReport {
-    let destination = store.map(|s| match s.preflight() {
-        Ok(checks) => Preflight { target: s.url(), checks, problem: None },
-        Err(e) => Preflight { target: s.url(), checks: Vec::new(), problem: Some(e.to_string()) },
-    });
-    let keys = (needs_key(plan) && matches!(plan.keys, ehrlift_mapping::KeysConfig::AwsKms { .. })).then(|| {
-        let target = match &plan.keys {
-            ehrlift_mapping::KeysConfig::AwsKms { key_id } => key_id.clone(),
-            ehrlift_mapping::KeysConfig::Local { path } => path.display().to_string(),
-        };
-        match crate::privacy::check_keys(plan) {
-            Ok(checks) => Preflight { target, checks, problem: None },
-            Err(e) => Preflight { target, checks: Vec::new(), problem: Some(e.to_string()) },
-        }
-    });
+    let (destination, keys) = preflights(plan, store);
     let tables = plan
         .tables
         .iter()
