@@ -20,6 +20,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
@@ -108,13 +109,14 @@ pub fn profile(plan: &Plan, opts: &ProfileOptions) -> Result<Report, PipelineErr
             }
         }
     }
+    let catalogs = Catalogs::default();
     let mut sets: HashMap<String, (RefSet, bool)> = HashMap::new();
     let mut outs: Vec<Option<TableOut>> = (0..plan.tables.len()).map(|_| None).collect();
     for i in read_order(plan) {
         let m = &plan.tables[i];
         let parents: ParentSets<'_> = sets.iter().map(|(k, (s, c))| (k.clone(), (s, *c))).collect();
         let cols = referenced.get(&m.table).cloned().unwrap_or_default();
-        let mut out = profile_table(plan, m, &ctx, seal.as_ref(), opts.sampling, &cols, scrubber.as_ref(), &parents);
+        let mut out = profile_table(plan, m, &ctx, seal.as_ref(), opts.sampling, &cols, scrubber.as_ref(), &parents, &catalogs);
         drop(parents);
         if let Some(st) = out.stats.as_mut() {
             for (col, _, set) in std::mem::take(&mut st.referenced) {
@@ -262,6 +264,7 @@ fn profile_table(
     referenced: &[String],
     scrubber: Option<&Scrubber>,
     parents: &ParentSets<'_>,
+    catalogs: &Catalogs,
 ) -> TableOut {
     let started = Instant::now();
     let mut out = TableOut {
@@ -307,8 +310,12 @@ fn profile_table(
             // checked by the reader (a run refuses them; so does the report).
             if let Some(ehrlift_mapping::Relation::Table(name)) = m.db.as_ref().map(|d| &d.relation) {
                 let classified: HashSet<&str> = m.classified_source_columns().into_iter().collect();
-                out.unmapped =
-                    catalog_columns(db, name).unwrap_or_default().into_iter().filter(|c| !classified.contains(c.as_str())).collect();
+                out.unmapped = catalogs
+                    .columns(&source.name, db, name)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|c| !classified.contains(c.as_str()))
+                    .collect();
                 m.drop.extend(out.unmapped.iter().cloned());
             }
             match SqlTableSource::open(TableSpec::new(&m, &source.name, db, None), &Position::default(), seal.cloned()) {
@@ -541,15 +548,35 @@ impl TableOut {
     }
 }
 
-/// The columns of database table `name` (`schema.table` or `table`) from the catalog;
-/// `None` when the catalog cannot be read or has no such table (the reader then reports
-/// what is wrong, as a run would).
-fn catalog_columns(db: &ehrlift_mapping::DatabaseSource, name: &str) -> Option<Vec<String>> {
-    let (schema, table) = match name.split_once('.') {
-        Some((s, t)) => (Some(s), t),
-        None => (None, name),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-    let catalog = rt.block_on(ehrlift_extract::sql::introspect::introspect(db.url.expose(), schema, 0)).ok()?;
-    catalog.tables.into_iter().find(|t| t.name == table).map(|t| t.columns.into_iter().map(|c| c.name).collect())
+/// The catalogs a profile reads database tables' columns from: each source and schema's
+/// is read once (one introspection lists every table of the schema), whatever the number
+/// of tables mapped from it.
+#[derive(Default)]
+struct Catalogs {
+    /// (source, schema) → the schema's tables; `None` when the catalog could not be read.
+    read: RefCell<HashMap<SchemaOf, Option<TableColumns>>>,
+}
+
+/// A source's name and a schema in it (`None`: the URL's default).
+type SchemaOf = (String, Option<String>);
+/// A schema's tables and their columns.
+type TableColumns = HashMap<String, Vec<String>>;
+
+impl Catalogs {
+    /// The columns of database table `name` (`schema.table` or `table`) of `source`;
+    /// `None` when the catalog cannot be read or has no such table (the reader then
+    /// reports what is wrong, as a run would).
+    fn columns(&self, source: &str, db: &ehrlift_mapping::DatabaseSource, name: &str) -> Option<Vec<String>> {
+        let (schema, table) = match name.split_once('.') {
+            Some((s, t)) => (Some(s), t),
+            None => (None, name),
+        };
+        let mut read = self.read.borrow_mut();
+        let catalog = read.entry((source.to_owned(), schema.map(str::to_owned))).or_insert_with(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let catalog = rt.block_on(ehrlift_extract::sql::introspect::introspect(db.url.expose(), schema, 0)).ok()?;
+            Some(catalog.tables.into_iter().map(|t| (t.name, t.columns.into_iter().map(|c| c.name).collect())).collect())
+        });
+        catalog.as_ref()?.get(table).cloned()
+    }
 }
