@@ -97,6 +97,28 @@ impl KmsWrapper {
         Ok(arn)
     }
 
+    /// DescribeKey, then GenerateDataKey and Decrypt under an ehrlift preflight context
+    /// for `project`: the key exists, is enabled, and this identity may make and unwrap
+    /// data keys with it. Returns the key's ARN; a failure names the call that failed.
+    pub(crate) fn round_trip(&self, project: &str) -> Result<String, (&'static str, KmsFailure)> {
+        let arn = self.describe().map_err(|f| ("DescribeKey", f))?;
+        let context =
+            KeyContext::from([("ehrlift:project".to_owned(), project.to_owned()), ("ehrlift:purpose".to_owned(), "preflight".to_owned())]);
+        let data_key = self.generate_data_key(&context).map_err(|f| ("GenerateDataKey", f))?;
+        let unwrapped = self.decrypt(&data_key.wrapped, &context).map_err(|f| ("Decrypt", f))?;
+        if *unwrapped != *data_key.plaintext {
+            let wrong = format!("KMS key {arn}: Decrypt returned another key than GenerateDataKey made");
+            return Err(("Decrypt", KmsFailure::Unusable(wrong)));
+        }
+        Ok(arn)
+    }
+
+    /// [`Self::round_trip`] for preflights outside this crate (a KMS-wrapped project key):
+    /// the key's ARN, or why this identity cannot use it.
+    pub fn check_usable(&self, project: &str) -> Result<String, KeyError> {
+        self.round_trip(project).map_err(|(_, f)| self.key_error(f))
+    }
+
     /// The key's ARN, resolving it on first use.
     pub(crate) fn arn(&self) -> Result<String, KmsFailure> {
         match self.inner.arn.get() {

@@ -3,7 +3,7 @@
 //! check here is ehrlift's own.
 
 use bytes::Bytes;
-use ehrlift_core::KeyContext;
+use ehrlift_core::KeyWrapper as _;
 use ehrlift_load::StoreError;
 use sha2::{Digest, Sha256};
 
@@ -57,22 +57,13 @@ pub(crate) fn run(inner: &Inner) -> Result<Vec<String>, StoreError> {
     // S3 accepts any key id on a write without checking it exists (and test servers
     // never do), so the key is checked with KMS itself.
     let kms = &inner.kms;
-    let arn = kms.describe().map_err(|f| kms_store_error(f, &inner.settings.kms_key))?;
-    let context = KeyContext::from([
-        ("ehrlift:project".to_owned(), inner.settings.project.clone()),
-        ("ehrlift:purpose".to_owned(), "preflight".to_owned()),
-    ]);
-    let denied = |op: &str, f: KmsFailure| match f {
-        KmsFailure::Other(f) if f.is_access_denied() => {
-            StoreError::Refused(format!("this identity may not call kms:{op} on KMS key {arn}: {}", f.message))
+    let arn = kms.round_trip(&inner.settings.project).map_err(|(op, f)| match (op, f) {
+        ("DescribeKey", f) => kms_store_error(f, &inner.settings.kms_key),
+        (op, KmsFailure::Other(f)) if f.is_access_denied() => {
+            StoreError::Refused(format!("this identity may not call kms:{op} on KMS key {}: {}", kms.key_ref(), f.message))
         }
-        f => kms_store_error(f, &arn),
-    };
-    let data_key = kms.generate_data_key(&context).map_err(|f| denied("GenerateDataKey", f))?;
-    let unwrapped = kms.decrypt(&data_key.wrapped, &context).map_err(|f| denied("Decrypt", f))?;
-    if *unwrapped != *data_key.plaintext {
-        return Err(StoreError::Refused(format!("KMS key {arn}: Decrypt returned another key than GenerateDataKey made")));
-    }
+        (_, f) => kms_store_error(f, &kms.key_ref()),
+    })?;
     lines.push(format!("KMS key {arn} enabled; GenerateDataKey and Decrypt allowed"));
 
     let mut id = [0u8; 8];

@@ -243,15 +243,7 @@ pub fn check_keys(plan: &Plan) -> Result<Vec<String>, PipelineError> {
     match &plan.keys {
         KeysConfig::Local { path } => Ok(vec![format!("project key in the local keyring at {}", path.display())]),
         KeysConfig::AwsKms { key_id } => {
-            let kms = kms_of(plan, key_id)?;
-            let arn = kms.check()?;
-            let context: KeyContext =
-                [("ehrlift:project".to_owned(), plan.project.clone()), ("ehrlift:purpose".to_owned(), "preflight".to_owned())].into();
-            let dk = kms.generate(&context)?;
-            let back = kms.unwrap(&dk.wrapped, &context)?;
-            if *back != *dk.plaintext {
-                return Err(PipelineError::Config(format!("KMS key {arn}: Decrypt did not return the data key GenerateDataKey made")));
-            }
+            let arn = kms_of(plan, key_id)?.check_usable(&plan.project)?;
             Ok(vec![format!("project key wrapped by KMS key {arn}: GenerateDataKey and Decrypt allowed")])
         }
     }
