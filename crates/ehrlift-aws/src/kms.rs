@@ -130,7 +130,7 @@ impl KmsWrapper {
     /// A new data key under `context`.
     pub(crate) fn generate_data_key(&self, context: &KeyContext) -> Result<DataKey, KmsFailure> {
         let arn = self.arn()?;
-        let ctx: HashMap<String, String> = context.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let ctx = encryption_context(context);
         let (arn, ctx) = (&arn, &ctx);
         let mut out = self.retrying(|| async move {
             self.inner
@@ -153,7 +153,7 @@ impl KmsWrapper {
     /// The data key `wrapped` holds, if it was made under this key and `context`.
     pub(crate) fn decrypt(&self, wrapped: &[u8], context: &KeyContext) -> Result<Zeroizing<[u8; 32]>, KmsFailure> {
         let arn = self.arn()?;
-        let ctx: HashMap<String, String> = context.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let ctx = encryption_context(context);
         let (arn, ctx) = (&arn, &ctx);
         let mut out = self.retrying(|| async move {
             self.inner
@@ -223,6 +223,11 @@ impl KmsWrapper {
             }
         }
     }
+}
+
+/// A key context as the SDK's encryption context.
+fn encryption_context(context: &KeyContext) -> HashMap<String, String> {
+    context.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// Moves a 32-byte key out of a response blob, wiping the blob's copy.
