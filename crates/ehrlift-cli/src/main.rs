@@ -366,6 +366,15 @@ fn store_for(plan: &Plan, dest: &DestArgs) -> Result<Box<dyn ObjectStore>, Failu
     Ok(ehrlift_pipeline::plan_destination(plan, &dest.overrides())?)
 }
 
+/// The destination `validate` preflights: the plan's or --dest; none for a plan without
+/// a destination (validated without a preflight).
+fn preflight_store(plan: &Plan, dest: &DestArgs) -> Result<Option<Box<dyn ObjectStore>>, Failure> {
+    match (&plan.destination, &dest.dest) {
+        (None, None) => Ok(None),
+        _ => store_for(plan, dest).map(Some),
+    }
+}
+
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
     let s = serde_json::to_string_pretty(v).map_err(|e| Failure { class: ErrorClass::Internal, message: e.to_string() })?;
     println!("{s}");
@@ -423,11 +432,7 @@ fn cmd_run(
 
 fn cmd_validate(plan_path: &Path, dest: &DestArgs, json: bool) -> Result<u8, Failure> {
     let plan = load(plan_path)?;
-    // A plan without a destination (and no --dest) is validated without a preflight.
-    let store = match (&plan.destination, &dest.dest) {
-        (None, None) => None,
-        _ => Some(store_for(&plan, dest)?),
-    };
+    let store = preflight_store(&plan, dest)?;
     let report = ehrlift_pipeline::validate(&plan, store.as_deref());
     if json {
         print_json(&report)?;
@@ -475,10 +480,7 @@ fn cmd_report(
     json: bool,
 ) -> Result<u8, Failure> {
     let plan = load(plan_path)?;
-    let store = match (&plan.destination, &dest.dest) {
-        (None, None) => None,
-        _ => Some(store_for(&plan, dest)?),
-    };
+    let store = preflight_store(&plan, dest)?;
     // The preflights of a plain validate; then the sources are read (the profile finds
     // and checks each table's input itself), nothing is written.
     let (destination, keys) = ehrlift_pipeline::preflights(&plan, store.as_deref());
