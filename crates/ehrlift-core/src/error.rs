@@ -78,6 +78,32 @@ pub enum Reason {
     ZeroDate,
     /// A source value Arrow cannot hold (`infinity` dates, `NaN` decimals, multi-dimensional arrays).
     UnrepresentableValue,
+    /// HL7: segments that no `MSH` precedes (a file or chunk that is not a message).
+    Hl7SegmentBeforeMsh,
+    /// HL7: MSH-1/MSH-2 do not declare a usable field separator and encoding characters.
+    Hl7BadEncodingCharacters,
+    /// HL7: MSH-18 names a character set ehrlift does not decode.
+    Hl7UnsupportedCharset,
+    /// HL7: a BHS or FHS inside an open batch.
+    Hl7DuplicateBatchHeader,
+    /// HL7: MSH-9 (message type), required in every message, is empty.
+    Hl7MissingMessageType,
+    /// HL7: the message lacks a segment the mapping's `required_segments` names.
+    Hl7MissingSegment,
+    /// Fixed-width: a record whose length is not the layout's.
+    WrongLength,
+    /// Fixed-width: a record whose discriminator names no record type of the layout.
+    UnknownRecordType,
+    /// Fixed-width: a line longer than any record could be (its bytes were not kept).
+    RecordTooLong,
+    /// Fixed-width: a numeric field that is not a number.
+    InvalidNumber,
+    /// Fixed-width: a zoned decimal (COBOL DISPLAY, overpunched sign) that is not valid.
+    InvalidZoned,
+    /// Fixed-width: a packed decimal (COMP-3) with a bad digit or sign nibble.
+    InvalidPacked,
+    /// Fixed-width: a binary (COMP) field of a length other than 2, 4 or 8 bytes.
+    InvalidBinary,
 }
 
 impl Reason {
@@ -106,6 +132,19 @@ impl Reason {
             Reason::OutOfRange => "value_out_of_range",
             Reason::ZeroDate => "zero_date",
             Reason::UnrepresentableValue => "unrepresentable_value",
+            Reason::Hl7SegmentBeforeMsh => "hl7_segment_before_msh",
+            Reason::Hl7BadEncodingCharacters => "hl7_bad_encoding_characters",
+            Reason::Hl7UnsupportedCharset => "hl7_unsupported_charset",
+            Reason::Hl7DuplicateBatchHeader => "hl7_duplicate_batch_header",
+            Reason::Hl7MissingMessageType => "hl7_missing_message_type",
+            Reason::Hl7MissingSegment => "hl7_missing_segment",
+            Reason::WrongLength => "wrong_length",
+            Reason::UnknownRecordType => "unknown_record_type",
+            Reason::RecordTooLong => "record_too_long",
+            Reason::InvalidNumber => "invalid_number",
+            Reason::InvalidZoned => "invalid_zoned",
+            Reason::InvalidPacked => "invalid_packed",
+            Reason::InvalidBinary => "invalid_binary",
         }
     }
 }

@@ -23,15 +23,21 @@ pub struct SourceFile {
     pub size: u64,
 }
 
-/// Lists the files a table's globs match under `dir`, sorted and without duplicates.
-pub fn list_files(table: &str, dir: &Path, patterns: &[String]) -> Result<Vec<SourceFile>, SourceError> {
+/// Lists the files a table's globs match under `dir`, less those an `exclude` glob
+/// matches (relative to `dir` too), sorted and without duplicates.
+pub fn list_files(table: &str, dir: &Path, patterns: &[String], exclude: &[String]) -> Result<Vec<SourceFile>, SourceError> {
+    let excluded = exclude
+        .iter()
+        .map(|p| glob::Pattern::new(p).map_err(|e| SourceError::Glob { pattern: p.clone(), message: e.to_string() }))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut paths = Vec::new();
     for p in patterns {
         let full = dir.join(p);
         let matches = glob::glob(&full.to_string_lossy()).map_err(|e| SourceError::Glob { pattern: p.clone(), message: e.to_string() })?;
         for m in matches {
             let m = m.map_err(|e| SourceError::Io { file: e.path().to_path_buf(), byte: 0, source: io::Error::other(e.to_string()) })?;
-            if m.is_file() {
+            let rel = m.strip_prefix(dir).unwrap_or(&m);
+            if m.is_file() && !excluded.iter().any(|x| x.matches_path(rel)) {
                 paths.push(m);
             }
         }
@@ -394,7 +400,12 @@ fn decode(encoding: TextEncoding, bytes: &[u8], out: &mut String) -> Result<(), 
 }
 
 fn compression_of(options: &CsvOptions, path: &Path) -> Compression {
-    match options.compression {
+    compression_of_path(options.compression, path)
+}
+
+/// `compression`, or for `auto` the compression its extension names (`.gz`, `.zst`).
+pub(crate) fn compression_of_path(compression: Compression, path: &Path) -> Compression {
+    match compression {
         Compression::Auto => match path.extension().and_then(|e| e.to_str()) {
             Some("gz") => Compression::Gzip,
             Some("zst") => Compression::Zstd,
@@ -406,7 +417,7 @@ fn compression_of(options: &CsvOptions, path: &Path) -> Compression {
 
 /// A plain file, or its decompressed contents, buffered, starting `skip` (decompressed)
 /// bytes in: a seek for plain files, reading and discarding for compressed ones.
-fn open_stream(path: &Path, compression: Compression, skip: u64) -> Result<BufReader<Box<dyn Read + Send>>, SourceError> {
+pub(crate) fn open_stream(path: &Path, compression: Compression, skip: u64) -> Result<BufReader<Box<dyn Read + Send>>, SourceError> {
     let io_err = |source| SourceError::Io { file: path.to_path_buf(), byte: skip, source };
     let mut file = File::open(path).map_err(io_err)?;
     let inner: Box<dyn Read + Send> = match compression {

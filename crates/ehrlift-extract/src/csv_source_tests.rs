@@ -26,7 +26,7 @@ fn plan(dir: &Path, csv: &str, columns: &[&str], drop: &[&str], files: &str) -> 
 
 fn open(plan: &Plan, at: Position) -> CsvTableSource {
     let m = &plan.tables[0];
-    let files = list_files(&m.table, plan.path.parent().unwrap(), &m.files).unwrap();
+    let files = list_files(&m.table, plan.path.parent().unwrap(), &m.files, &m.exclude).unwrap();
     CsvTableSource::open(m, files, at)
 }
 

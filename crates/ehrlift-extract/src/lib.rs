@@ -6,7 +6,9 @@
 
 mod csv_source;
 mod error;
+mod hl7_source;
 pub mod sql;
 
 pub use csv_source::{CsvTableSource, SourceFile, list_files};
 pub use error::SourceError;
+pub use hl7_source::{Hl7TableSource, MAX_MESSAGE_BYTES};

@@ -11,6 +11,8 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 #[derive(Debug, Clone)]
 pub struct Messages<'a> {
     input: &'a [u8],
+    /// Offset of `input[0]` in the file (non-zero when a [`crate::Reader`] window starts later).
+    base: u64,
     pos: usize,
     index: usize,
     batch_open: bool,
@@ -18,8 +20,19 @@ pub struct Messages<'a> {
     pending: Option<(usize, usize)>,
 }
 
+/// Where framing stands between two items: what resuming at an item boundary must restore.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FramingState {
+    /// Items (messages and errors) yielded so far.
+    pub items: usize,
+    /// Inside a BHS batch.
+    pub batch_open: bool,
+    /// Inside an FHS file batch.
+    pub file_open: bool,
+}
+
 #[derive(Clone, Copy)]
-enum Chunk {
+pub(crate) enum Chunk {
     Message(usize),
     Orphan(usize),
     Duplicate { at: usize, file: bool },
@@ -55,7 +68,29 @@ fn kind(seg: &[u8]) -> Kind {
 impl<'a> Messages<'a> {
     /// Starts reading `input`, a whole file's bytes.
     pub fn new(input: &'a [u8]) -> Messages<'a> {
-        Messages { input, pos: 0, index: 0, batch_open: false, file_open: false, pending: None }
+        Messages::resume(input, 0, FramingState::default())
+    }
+
+    /// Continues reading at an item boundary: `input` starts at byte `base` of the file,
+    /// where an earlier reader stood in `state`. Offsets and ordinals continue the file's.
+    pub fn resume(input: &'a [u8], base: u64, state: FramingState) -> Messages<'a> {
+        Messages { input, base, pos: 0, index: state.items, batch_open: state.batch_open, file_open: state.file_open, pending: None }
+    }
+
+    /// The framing state after the items yielded so far.
+    pub fn state(&self) -> FramingState {
+        FramingState { items: self.index, batch_open: self.batch_open, file_open: self.file_open }
+    }
+
+    /// Offset in the input where the next item (or envelope line) begins.
+    pub fn offset(&self) -> usize {
+        self.pending.map_or(self.pos, |(s, _)| s)
+    }
+
+    /// Whether the last chunk was ended by a following line rather than by the end of
+    /// the input: only then is it known to be whole when the input is a window of a file.
+    pub(crate) fn bounded(&self) -> bool {
+        self.pending.is_some()
     }
 
     /// The next non-blank line, as (start, end) without its separator.
@@ -81,11 +116,11 @@ impl<'a> Messages<'a> {
         Some((start, end))
     }
 
-    fn emit(&mut self, chunk: Chunk, end: usize) -> Result<Message<'a>, ParseError> {
-        self.index += 1;
-        let err = |reason, at: usize, segment| ParseError { message_index: self.index, byte_offset: at as u64, segment, reason };
+    pub(crate) fn emit(&mut self, chunk: Chunk, end: usize) -> Result<Message<'a>, ParseError> {
+        let base = self.base;
+        let err = |reason, at: usize, segment| ParseError { message_index: self.index, byte_offset: base + at as u64, segment, reason };
         match chunk {
-            Chunk::Message(start) => Message::new(&self.input[start..end], start as u64, self.index),
+            Chunk::Message(start) => Message::new(&self.input[start..end], base + start as u64, self.index),
             Chunk::Orphan(start) => Err(err(Reason::SegmentBeforeMsh, start, safe_segment_id(&self.input[start..end]))),
             Chunk::Duplicate { at, file, .. } => {
                 let (reason, id) = if file { (Reason::DuplicateFileHeader, "FHS") } else { (Reason::DuplicateBatchHeader, "BHS") };
@@ -99,6 +134,14 @@ impl<'a> Iterator for Messages<'a> {
     type Item = Result<Message<'a>, ParseError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let (chunk, end) = self.next_chunk()?;
+        Some(self.emit(chunk, end))
+    }
+}
+
+impl Messages<'_> {
+    /// Frames the next item without parsing it: its chunk and end, counted in `state`.
+    pub(crate) fn next_chunk(&mut self) -> Option<(Chunk, usize)> {
         let mut cur: Option<Chunk> = None;
         let mut end = 0;
         while let Some((s, e)) = self.pending.take().or_else(|| self.next_line()) {
@@ -154,6 +197,7 @@ impl<'a> Iterator for Messages<'a> {
             }
         }
         let chunk = cur?;
-        Some(self.emit(chunk, end))
+        self.index += 1;
+        Some((chunk, end))
     }
 }

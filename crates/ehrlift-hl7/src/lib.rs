@@ -35,13 +35,15 @@ mod error;
 mod framing;
 mod message;
 mod path;
+mod stream;
 mod text;
 mod types;
 
 pub use error::{ParseError, PathError, Reason, ValueError};
-pub use framing::Messages;
+pub use framing::{FramingState, Messages};
 pub use message::{Charset, Delimiters, Message, Segment, SegmentContext, Segments, Value};
 pub use path::Path;
+pub use stream::Reader;
 pub use text::unescape;
 pub use types::{Precision, Timestamp, parse_nm};
 

@@ -223,10 +223,14 @@ impl<'a> Message<'a> {
     /// The unescaped, decoded value at `path` (like `PID-3[1].1`, `OBX[2]-5`); `None`
     /// when the segment, field, repetition or component is absent or empty.
     pub fn get(&self, path: &str) -> Result<Option<Cow<'a, str>>, PathError> {
-        let p = Path::parse(path)?;
+        self.get_path(&Path::parse(path)?)
+    }
+
+    /// Like [`Message::get`] with a path parsed once (for reading many messages).
+    pub fn get_path(&self, p: &Path) -> Result<Option<Cow<'a, str>>, PathError> {
         let seg = self.segments().filter(|s| s.id_bytes() == p.segment).nth(p.occurrence - 1);
         match seg {
-            Some(seg) => seg.get_parsed(&p, path),
+            Some(seg) => seg.get_parsed(p),
             None => Ok(None),
         }
     }
@@ -339,10 +343,10 @@ impl<'a> Segment<'a> {
         if p.segment != self.id_bytes() {
             return Err(PathError::WrongSegment { path: path.to_owned(), segment: self.id().unwrap_or("?").to_owned() });
         }
-        self.get_parsed(&p, path)
+        self.get_parsed(&p)
     }
 
-    fn get_parsed(&self, p: &Path, path: &str) -> Result<Option<Cow<'a, str>>, PathError> {
+    fn get_parsed(&self, p: &Path) -> Result<Option<Cow<'a, str>>, PathError> {
         let Some(field) = self.field(p.field) else { return Ok(None) };
         if self.is_msh() && p.field <= 2 {
             // MSH-1 and MSH-2 are the delimiters themselves: no splitting, no escapes.
@@ -362,7 +366,7 @@ impl<'a> Segment<'a> {
         if v.raw.is_empty() {
             return Ok(None);
         }
-        v.text().map(Some).ok_or_else(|| PathError::InvalidText { path: path.to_owned() })
+        v.text().map(Some).ok_or_else(|| PathError::InvalidText { path: p.to_string() })
     }
 }
 
@@ -433,9 +437,13 @@ impl<'a> SegmentContext<'a> {
 
     /// A value by path from this segment or its context (the occurrence is ignored).
     pub fn get(&self, path: &str) -> Result<Option<Cow<'a, str>>, PathError> {
-        let p = Path::parse(path)?;
+        self.get_path(&Path::parse(path)?)
+    }
+
+    /// Like [`SegmentContext::get`] with a path parsed once.
+    pub fn get_path(&self, p: &Path) -> Result<Option<Cow<'a, str>>, PathError> {
         match self.segment(p.segment_id()) {
-            Some(s) => s.get_parsed(&p, path),
+            Some(s) => s.get_parsed(p),
             None => Ok(None),
         }
     }

@@ -61,6 +61,27 @@ impl Path {
     }
 }
 
+impl std::fmt::Display for Path {
+    /// The canonical spelling: `PID-3[2].4.2`, with `[occ]` and `[rep]` only when not 1.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.segment_id())?;
+        if self.occurrence != 1 {
+            write!(f, "[{}]", self.occurrence)?;
+        }
+        write!(f, "-{}", self.field)?;
+        if self.repetition != 1 {
+            write!(f, "[{}]", self.repetition)?;
+        }
+        if let Some(c) = self.component {
+            write!(f, ".{c}")?;
+        }
+        if let Some(s) = self.subcomponent {
+            write!(f, ".{s}")?;
+        }
+        Ok(())
+    }
+}
+
 fn number(rest: &mut &str) -> Result<usize, &'static str> {
     let end = rest.bytes().position(|c| !c.is_ascii_digit()).unwrap_or(rest.len());
     if end == 0 || end > 6 {
@@ -94,6 +115,9 @@ mod tests {
         assert_eq!((p.occurrence, p.field, p.component), (2, 5, None));
         assert_eq!(Path::parse("MSH-7").unwrap().field, 7);
         assert_eq!(Path::parse("pid-5.1").unwrap().segment_id(), "PID");
+        for text in ["PID-3[2].4.2", "OBX[2]-5", "MSH-7.1", "ZPI-12"] {
+            assert_eq!(Path::parse(text).unwrap().to_string(), text);
+        }
     }
 
     #[test]

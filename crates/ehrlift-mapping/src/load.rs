@@ -31,6 +31,8 @@ const MAPPING_KEYS: &[&str] = &[
     "description",
     "source",
     "files",
+    "exclude",
+    "hl7",
     "source_table",
     "query",
     "chunk_rows",
@@ -322,7 +324,7 @@ fn check_run(cx: &mut FileCx<'_>, doc: &Fields, run: &RunSettings) {
 fn load_source(cx: &mut FileCx<'_>, dir: &Path, name: &str, value: Spanned<Value>) -> Option<Source> {
     let mut t = sub_table(cx, value, format!("[sources.{name}]"))?;
     check_name(cx, t.line, "source", name);
-    let kind: Option<String> = t.req(cx, "kind", "the source kind: \"csv\", \"postgres\", \"mysql\" or \"sqlite\"");
+    let kind: Option<String> = t.req(cx, "kind", "the source kind: \"csv\", \"hl7\", \"postgres\", \"mysql\" or \"sqlite\"");
     let line = t.line;
     let what = format!("[sources.{name}]");
     match kind.as_deref() {
@@ -331,6 +333,11 @@ fn load_source(cx: &mut FileCx<'_>, dir: &Path, name: &str, value: Spanned<Value
             let options = t.opt::<CsvOptions>(cx, "csv").unwrap_or_default();
             t.finish(cx, &["kind", "dir", "csv"]);
             Some(Source { name: name.to_owned(), kind: SourceKind::Csv { dir: resolve(dir, &sdir?), options } })
+        }
+        Some("hl7") => {
+            let sdir: Option<String> = t.req(cx, "dir", "the directory the tables' file globs are relative to");
+            t.finish(cx, &["kind", "dir"]);
+            Some(Source { name: name.to_owned(), kind: SourceKind::Hl7 { dir: resolve(dir, &sdir?) } })
         }
         Some(k @ ("postgres" | "mysql" | "sqlite")) => {
             let engine = match k {
@@ -435,7 +442,10 @@ fn load_source(cx: &mut FileCx<'_>, dir: &Path, name: &str, value: Spanned<Value
             })
         }
         Some(other) => {
-            cx.error(Some(line), format!("{what}: unknown kind `{other}`; expected \"csv\", \"postgres\", \"mysql\" or \"sqlite\""));
+            cx.error(
+                Some(line),
+                format!("{what}: unknown kind `{other}`; expected \"csv\", \"hl7\", \"postgres\", \"mysql\" or \"sqlite\""),
+            );
             None
         }
         None => None,
@@ -485,6 +495,29 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
         found
     });
     let is_db = matches!(source.map(|s| &s.kind), Some(SourceKind::Database(_)));
+    let is_hl7 = matches!(source.map(|s| &s.kind), Some(SourceKind::Hl7 { .. }));
+    let exclude_line = doc.line_of(&cx, "exclude");
+    let exclude: Vec<String> = doc.opt(&mut cx, "exclude").unwrap_or_default();
+    if is_db && !exclude.is_empty() {
+        cx.error(Some(exclude_line), "`exclude` is for file sources");
+    }
+    for g in &exclude {
+        if let Err(e) = glob::Pattern::new(g) {
+            cx.error(Some(exclude_line), format!("`exclude`: `{g}` is not a glob: {e}"));
+        }
+    }
+    let hl7_line = doc.line_of(&cx, "hl7");
+    let hl7_section = doc.take_raw("hl7");
+    let hl7 = match (hl7_section, is_hl7) {
+        (Some(_), false) => {
+            if source.is_some() {
+                cx.error(Some(hl7_line), "[hl7] is for sources of kind = \"hl7\"");
+            }
+            None
+        }
+        (section, true) => Some(load_hl7_table(&mut cx, section)),
+        (None, false) => None,
+    };
     let files_line = doc.line_of(&cx, "files");
     let files: Vec<String> = match doc.take_raw("files") {
         Some(_) if is_db => {
@@ -562,14 +595,20 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
     let csv_override = doc.take_raw("csv");
     let csv = match source.map(|s| &s.kind) {
         Some(SourceKind::Csv { options, .. }) => merge_csv(&mut cx, options, csv_override, csv_line),
-        Some(SourceKind::Database(_)) => {
+        Some(SourceKind::Database(_) | SourceKind::Hl7 { .. }) => {
             if csv_override.is_some() {
-                cx.error(Some(csv_line), "`csv` is for file sources");
+                cx.error(Some(csv_line), "`csv` is for CSV sources");
             }
             CsvOptions::default()
         }
         None => CsvOptions::default(),
     };
+    if is_hl7 && !drop.is_empty() {
+        cx.error(
+            Some(drop_line),
+            "`drop` is for CSV and database sources: an HL7 mapping reads only the paths its columns name (give a column rule = \"drop\" to document a field)",
+        );
+    }
 
     let mut columns = Vec::new();
     match doc.take_raw("columns") {
@@ -622,7 +661,13 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
             Some(_) => {}
         }
     }
-    if !csv.header && !csv.columns.is_empty() {
+    if is_hl7 {
+        for c in &columns {
+            if let Err(e) = ehrlift_hl7::Path::parse(&c.from) {
+                cx.error(Some(c.line), format!("column `{}`: `from`: {e} (HL7 paths look like PID-3[1].1, PID-5.1, OBX-5, MSH-7)", c.name));
+            }
+        }
+    } else if !csv.header && !csv.columns.is_empty() {
         let known: HashSet<&str> = csv.columns.iter().map(String::as_str).collect();
         for c in &columns {
             if !known.contains(c.from.as_str()) {
@@ -709,13 +754,54 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
         table: table?,
         source: source_name?,
         files,
+        exclude,
         csv,
         key,
         db,
+        hl7,
         drop,
         columns,
         encrypt,
     })
+}
+
+/// Reads a mapping's `[hl7]` section (absent: every message, one row per message).
+fn load_hl7_table(cx: &mut FileCx<'_>, section: Option<Spanned<Value>>) -> Hl7Table {
+    let all = Hl7Table { message_types: Vec::new(), segment: None, required_segments: Vec::new() };
+    let Some(section) = section else { return all };
+    let Some(mut t) = sub_table(cx, section, "[hl7]".to_owned()) else { return all };
+    let types_line = t.line_of(cx, "message_types");
+    let message_types: Vec<String> = t.opt(cx, "message_types").unwrap_or_default();
+    for m in &message_types {
+        let ok = |p: &str| (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric());
+        let valid = match m.split_once('^') {
+            Some((code, event)) => ok(code) && ok(event),
+            None => ok(m),
+        };
+        if !valid {
+            cx.error(Some(types_line), format!("[hl7] `message_types`: `{m}` is not a message type like \"ADT\" or \"ORU^R01\""));
+        }
+    }
+    let seg_line = t.line_of(cx, "segment");
+    let segment: Option<String> = t.opt(cx, "segment");
+    if let Some(s) = &segment
+        && (s.len() != 3 || !s.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        cx.error(Some(seg_line), format!("[hl7] `segment`: `{s}` is not a segment id (three letters or digits, like OBX)"));
+    }
+    let req_line = t.line_of(cx, "required_segments");
+    let required: Vec<String> = t.opt(cx, "required_segments").unwrap_or_default();
+    for s in &required {
+        if s.len() != 3 || !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            cx.error(Some(req_line), format!("[hl7] `required_segments`: `{s}` is not a segment id (three letters or digits, like PID)"));
+        }
+    }
+    t.finish(cx, &["message_types", "segment", "required_segments"]);
+    Hl7Table {
+        message_types,
+        segment: segment.map(|s| s.to_ascii_uppercase()),
+        required_segments: required.iter().map(|s| s.to_ascii_uppercase()).collect(),
+    }
 }
 
 #[derive(serde::Deserialize)]

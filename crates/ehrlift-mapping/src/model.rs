@@ -249,6 +249,21 @@ pub enum SourceKind {
     },
     /// A relational database read through sqlx.
     Database(DatabaseSource),
+    /// HL7 v2 message files (single messages, archives, batches, MLLP dumps) under a directory.
+    Hl7 {
+        /// Directory the mappings' globs are relative to.
+        dir: PathBuf,
+    },
+}
+
+impl SourceKind {
+    /// The directory of a file source (CSV, HL7); `None` for a database.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        match self {
+            SourceKind::Csv { dir, .. } | SourceKind::Hl7 { dir } => Some(dir),
+            SourceKind::Database(_) => None,
+        }
+    }
 }
 
 /// A database source: which engine, how to connect, and its type policies.
@@ -415,6 +430,31 @@ pub struct DbTable {
     pub chunk_rows: u64,
 }
 
+/// The HL7 side of a mapping: which messages it reads and what one row is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hl7Table {
+    /// Message types read (`ADT` for every ADT event, `ORU^R01` for one); empty: all.
+    /// Messages of other types are skipped, not quarantined.
+    pub message_types: Vec<String>,
+    /// One row per occurrence of this segment (like `OBX`), with the fields of the
+    /// segments before it (MSH, PID, PV1, OBR …) carried down; `None`: one row per message.
+    pub segment: Option<String>,
+    /// Segments a read message must have (like `PID`); a message without one is
+    /// quarantined whole (`hl7_missing_segment`).
+    pub required_segments: Vec<String>,
+}
+
+impl Hl7Table {
+    /// Whether a message whose MSH-9.1 and MSH-9.2 are `code` and `event` is read.
+    pub fn reads(&self, code: &str, event: &str) -> bool {
+        self.message_types.is_empty()
+            || self.message_types.iter().any(|t| match t.split_once('^') {
+                Some((c, e)) => c.eq_ignore_ascii_case(code) && e.eq_ignore_ascii_case(event),
+                None => t.eq_ignore_ascii_case(code),
+            })
+    }
+}
+
 /// A CSV dialect. Every field is explicit; nothing is sniffed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -518,12 +558,17 @@ pub struct Mapping {
     pub source: String,
     /// File globs, relative to the source's directory.
     pub files: Vec<String>,
+    /// Globs of files the `files` globs match but the table must not read (relative to
+    /// the source's directory, like `LICENSES/**`).
+    pub exclude: Vec<String>,
     /// Resolved CSV dialect (source defaults, then the mapping's overrides).
     pub csv: CsvOptions,
     /// Declared key columns (documentation and, for databases, keyset resume).
     pub key: Vec<String>,
     /// For database sources: what to read and how to resume.
     pub db: Option<DbTable>,
+    /// For HL7 sources: which messages, and what one row is.
+    pub hl7: Option<Hl7Table>,
     /// Source columns deliberately not carried over.
     pub drop: Vec<String>,
     /// Output columns in order.

@@ -41,18 +41,32 @@ enum Tok {
     Lit(u8),
 }
 
+/// The format name that reads HL7 v2 date/times: `YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]`.
+pub const HL7_FORMAT: &str = "hl7";
+
 /// One compiled format.
 #[derive(Debug, Clone)]
 struct Format {
     text: String,
     fast: Option<Vec<Tok>>,
     offset: bool,
+    /// `format = "hl7"`: HL7's variable-precision date/time instead of a chrono format.
+    hl7: bool,
 }
 
 impl Format {
     fn new(text: &str) -> Self {
-        Format { text: text.to_owned(), fast: compile_fast(text), offset: has_offset(text) }
+        let hl7 = text == HL7_FORMAT;
+        Format { text: text.to_owned(), fast: if hl7 { None } else { compile_fast(text) }, offset: !hl7 && has_offset(text), hl7 }
     }
+}
+
+/// An HL7 date/time: the first component of the text (a TS's degree-of-precision
+/// component, or a whole field read without a component, is ignored). Missing parts
+/// read as their first value (`2024` is 2024-01-01 00:00:00).
+fn hl7(s: &str) -> Option<ehrlift_hl7::Timestamp> {
+    let first = s.split('^').next().unwrap_or_default();
+    ehrlift_hl7::Timestamp::parse(first).ok()
 }
 
 fn compile_fast(fmt: &str) -> Option<Vec<Tok>> {
@@ -137,6 +151,12 @@ impl TemporalParser {
     /// Days since 1970-01-01.
     pub(crate) fn date(&self, s: &str) -> Result<i32, Reason> {
         for f in &self.formats {
+            if f.hl7 {
+                if let Some(t) = hl7(s) {
+                    return Ok(days_since_epoch(t.datetime.date()));
+                }
+                continue;
+            }
             let d = match &f.fast {
                 Some(t) => fast_parse(t, s).map(|dt| dt.date()).or_else(|| NaiveDate::parse_from_str(s, &f.text).ok()),
                 None => NaiveDate::parse_from_str(s, &f.text).ok(),
@@ -163,6 +183,19 @@ impl TemporalParser {
     pub(crate) fn instant_micros<Z: TimeZone>(&self, s: &str, tz: &Z) -> Result<i64, Reason> {
         let mut ambiguous = false;
         for f in &self.formats {
+            if f.hl7 {
+                match hl7(s) {
+                    Some(ehrlift_hl7::Timestamp { datetime, offset: Some(o), .. }) => {
+                        return Ok((datetime - chrono::Duration::seconds(i64::from(o.local_minus_utc()))).and_utc().timestamp_micros());
+                    }
+                    Some(t) => match tz.from_local_datetime(&t.datetime).single() {
+                        Some(t) => return Ok(t.timestamp_micros()),
+                        None => ambiguous = true,
+                    },
+                    None => {}
+                }
+                continue;
+            }
             if f.offset {
                 if let Ok(dt) = DateTime::parse_from_str(s, &f.text) {
                     return Ok(dt.timestamp_micros());
@@ -177,7 +210,11 @@ impl TemporalParser {
         Err(if ambiguous { Reason::AmbiguousLocalTime } else { Reason::InvalidTimestamp })
     }
 
+    /// A wall-clock reading; an HL7 value's offset, if any, is not applied.
     fn naive(&self, f: &Format, s: &str) -> Option<NaiveDateTime> {
+        if f.hl7 {
+            return hl7(s).map(|t| t.datetime);
+        }
         match &f.fast {
             Some(t) => fast_parse(t, s).or_else(|| NaiveDateTime::parse_from_str(s, &f.text).ok()),
             None => NaiveDateTime::parse_from_str(s, &f.text).ok(),
@@ -225,6 +262,22 @@ mod tests {
         assert_eq!(t.instant_micros("2021-03-14 02:30:00", &ny), Err(Reason::AmbiguousLocalTime));
         let t = TemporalParser::new(&["%Y-%m-%d %H:%M:%S%z".into()], DEFAULT_TIMESTAMP_FORMAT);
         assert_eq!(t.instant_micros("1970-01-01 01:00:00+0100", &ny), Ok(0));
+    }
+
+    #[test]
+    fn hl7_date_times_keep_their_precision_and_offset() {
+        let t = TemporalParser::new(&[HL7_FORMAT.into()], DEFAULT_TIMESTAMP_FORMAT);
+        assert_eq!(t.date("19700102"), Ok(1));
+        assert_eq!(t.date("1970"), Ok(0));
+        assert_eq!(t.date("197001021230^D"), Ok(1));
+        assert_eq!(t.naive_micros("19700101000001"), Ok(1_000_000));
+        assert_eq!(t.naive_micros("19700101000000.25"), Ok(250_000));
+        assert_eq!(t.instant_micros("19700101010000+0100", &chrono::Utc), Ok(0));
+        let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        assert_eq!(t.instant_micros("197001010000", &ny), Ok(5 * 3600 * 1_000_000));
+        assert_eq!(t.date("1970-01-02"), Err(Reason::InvalidDate));
+        assert_eq!(t.naive_micros("19701301"), Err(Reason::InvalidTimestamp));
+        assert_eq!(t.instant_micros("", &ny), Err(Reason::InvalidTimestamp));
     }
 
     #[test]

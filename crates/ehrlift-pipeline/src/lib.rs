@@ -16,6 +16,7 @@ mod profile;
 mod replay;
 pub mod report;
 mod run;
+mod source;
 mod table;
 
 pub use crypto::{ColumnKeyMetadata, key_unwrapper};

@@ -33,6 +33,8 @@ use ehrlift_deid::scrub::Scrubber;
 use ehrlift_deid::{PrivacyContext, TablePrivacy};
 use ehrlift_extract::sql::{CursorSeal, SqlTableSource, TableSpec, relation_label};
 use ehrlift_extract::{CsvTableSource, list_files};
+
+use crate::source::Source;
 use ehrlift_mapping::kernel::TableKernels;
 use ehrlift_mapping::{Mapping, Phi, Plan, Rule, SourceKind};
 
@@ -212,28 +214,6 @@ fn read_order(plan: &Plan) -> Vec<usize> {
     order
 }
 
-/// An open source of either kind (the same types `run` reads with).
-enum Source {
-    Csv(Box<CsvTableSource>),
-    Sql(SqlTableSource),
-}
-
-impl Source {
-    fn next_batch(&mut self, table: &str, limit: usize) -> Result<Option<SourceBatch>, PipelineError> {
-        match self {
-            Source::Csv(s) => s.next_batch(limit).map_err(|e| PipelineError::Source { table: table.to_owned(), source: e }),
-            Source::Sql(s) => Ok(s.next_batch(limit)?),
-        }
-    }
-
-    fn bytes_done(&self, pos: &Position) -> u64 {
-        match self {
-            Source::Csv(s) => s.bytes_done(pos),
-            Source::Sql(_) => 0,
-        }
-    }
-}
-
 /// One table's result before it becomes a [`TableReport`].
 struct TableOut {
     inputs: Vec<String>,
@@ -283,8 +263,8 @@ fn profile_table(
     // so the rest can still be measured (a run refuses the table; reported as an error).
     let mut m = m.clone();
     let (mut src, total_bytes) = match &source.kind {
-        SourceKind::Csv { dir, .. } => {
-            let files = match list_files(&m.table, dir, &m.files) {
+        kind @ (SourceKind::Csv { dir, .. } | SourceKind::Hl7 { dir }) => {
+            let files = match list_files(&m.table, dir, &m.files, &m.exclude) {
                 Ok(f) => f,
                 Err(e) => {
                     out.problem = Some(PipelineError::Source { table: m.table.clone(), source: e }.to_string());
@@ -293,14 +273,17 @@ fn profile_table(
             };
             let classified: HashSet<&str> = m.classified_source_columns().into_iter().collect();
             // Unreadable headers are reported when the table is read.
-            let names = CsvTableSource::open(&m, files.clone(), Position::default()).header_names().unwrap_or_default();
-            out.unmapped = names.into_iter().filter(|h| !classified.contains(h.as_str())).collect::<Vec<_>>();
-            m.drop.extend(out.unmapped.iter().cloned());
+            // (HL7 mappings read named paths: nothing is unaccounted for.)
+            if matches!(kind, SourceKind::Csv { .. }) {
+                let names = CsvTableSource::open(&m, files.clone(), Position::default()).header_names().unwrap_or_default();
+                out.unmapped = names.into_iter().filter(|h| !classified.contains(h.as_str())).collect::<Vec<_>>();
+                m.drop.extend(out.unmapped.iter().cloned());
+            }
             out.inputs = file_names(dir, &files);
             out.source_bytes = Some(files.iter().map(|f| f.size).sum());
-            let s = CsvTableSource::open(&m, files, Position::default());
+            let s = Source::files(kind, &m, files, Position::default());
             let total = s.total_bytes();
-            (Source::Csv(Box::new(s)), total)
+            (s, total)
         }
         SourceKind::Database(db) => {
             out.inputs =

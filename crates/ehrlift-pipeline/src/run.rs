@@ -6,7 +6,7 @@ use ehrlift_core::Reporter;
 use ehrlift_deid::TablePrivacy;
 use ehrlift_deid::policy::{Coverage, checklist};
 use ehrlift_extract::sql::{PgSnapshot, SqlTableSource, TableSpec, relation_label};
-use ehrlift_extract::{CsvTableSource, SourceFile, list_files};
+use ehrlift_extract::{CsvTableSource, Hl7TableSource, SourceFile, list_files};
 use ehrlift_load::{
     FORMAT_VERSION, FileDigest, Manifest, ObjectStore, RunState, RunStatus, STATE_KEY, TableStatus, TableSummary, manifest_key,
 };
@@ -70,7 +70,7 @@ fn new_run_id() -> String {
 
 /// A table's input, found and checked before the run touches the destination.
 enum Found {
-    Files { dir: std::path::PathBuf, files: Vec<SourceFile> },
+    Files { kind: SourceKind, dir: std::path::PathBuf, files: Vec<SourceFile> },
     Database { source: String, db: DatabaseSource },
 }
 
@@ -84,12 +84,15 @@ pub(crate) fn file_names(dir: &std::path::Path, files: &[SourceFile]) -> Vec<Str
 fn find_input(plan: &Plan, m: &Mapping) -> Result<Found, PipelineError> {
     let source = &plan.sources[&m.source];
     match &source.kind {
-        SourceKind::Csv { dir, .. } => {
-            let files = list_files(&m.table, dir, &m.files).map_err(|source| PipelineError::Source { table: m.table.clone(), source })?;
-            CsvTableSource::open(m, files.clone(), Default::default())
-                .check_headers()
-                .map_err(|source| PipelineError::Source { table: m.table.clone(), source })?;
-            Ok(Found::Files { dir: dir.clone(), files })
+        SourceKind::Csv { dir, .. } | SourceKind::Hl7 { dir } => {
+            let source_err = |source| PipelineError::Source { table: m.table.clone(), source };
+            let files = list_files(&m.table, dir, &m.files, &m.exclude).map_err(source_err)?;
+            match &source.kind {
+                SourceKind::Hl7 { .. } => Hl7TableSource::open(m, files.clone(), Default::default()).check_files(),
+                _ => CsvTableSource::open(m, files.clone(), Default::default()).check_headers(),
+            }
+            .map_err(source_err)?;
+            Ok(Found::Files { kind: source.kind.clone(), dir: dir.clone(), files })
         }
         SourceKind::Database(db) => {
             // Opening describes the columns and checks them; dropping rolls back.
@@ -102,7 +105,7 @@ fn find_input(plan: &Plan, m: &Mapping) -> Result<Found, PipelineError> {
 impl Found {
     fn names(&self, m: &Mapping) -> Vec<String> {
         match self {
-            Found::Files { dir, files } => file_names(dir, files),
+            Found::Files { dir, files, .. } => file_names(dir, files),
             Found::Database { source, .. } => {
                 vec![format!("{source}:{}", relation_label(&m.db.as_ref().expect("a database mapping").relation, &m.table))]
             }
@@ -281,7 +284,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
             progress = load_progress(store, &state.run_id, &m.table)?;
         }
         let input = match found {
-            Found::Files { files, .. } => TableInput::Files(files),
+            Found::Files { kind, files, .. } => TableInput::Files { kind, files },
             Found::Database { source, db } => TableInput::Database {
                 spec: Box::new(TableSpec::new(m, &source, &db, snapshots.get(&source).map(|s| s.id().to_owned()))),
                 seal: privacy.cursor_seal.clone(),

@@ -8,19 +8,20 @@ use std::time::Instant;
 use arrow_array::RecordBatch;
 use ehrlift_core::{Position, Rejection, Reporter, SourceRange, TableEvent};
 use ehrlift_deid::TablePrivacy;
+use ehrlift_extract::SourceFile;
 use ehrlift_extract::sql::{CursorSeal, SqlTableSource, TableSpec};
-use ehrlift_extract::{CsvTableSource, SourceFile};
 use ehrlift_load::{
     CommitRecord, FORMAT_VERSION, ObjectEntry, ObjectKind, ObjectStore, PartSettings, PartWriter, TableStatus, WrittenPart, commit_key,
     data_key, quarantine_key, schema_fingerprint,
 };
 use ehrlift_mapping::kernel::TableKernels;
-use ehrlift_mapping::{Mapping, RunSettings};
+use ehrlift_mapping::{Mapping, RunSettings, SourceKind};
 
 use crate::PipelineError;
 use crate::convert::{convert, count_reasons, quarantine_batch, quarantine_schema};
 use crate::privacy::VaultSink;
 use crate::replay::{TableDone, TableProgress, done_key, put_json_new};
+use crate::source::Source;
 
 /// Everything one table's run needs.
 pub(crate) struct TableJob<'a> {
@@ -44,59 +45,18 @@ pub(crate) struct TableJob<'a> {
 
 /// Where a table's rows come from.
 pub(crate) enum TableInput {
-    /// A table's files.
-    Files(Vec<SourceFile>),
+    /// A table's files, read as the source's kind says (CSV or HL7).
+    Files { kind: SourceKind, files: Vec<SourceFile> },
     /// A database table or query; `seal` opens and seals keyset cursors.
     Database { spec: Box<TableSpec>, seal: Option<CursorSeal> },
-}
-
-/// An open source of either kind.
-enum Source {
-    Csv(Box<CsvTableSource>),
-    Sql(SqlTableSource),
 }
 
 impl Source {
     fn open(job: &TableJob<'_>, resume: &Position) -> Result<Self, PipelineError> {
         Ok(match &job.input {
-            TableInput::Files(files) => Source::Csv(Box::new(CsvTableSource::open(job.mapping, files.clone(), resume.clone()))),
+            TableInput::Files { kind, files } => Source::files(kind, job.mapping, files.clone(), resume.clone()),
             TableInput::Database { spec, seal } => Source::Sql(SqlTableSource::open((**spec).clone(), resume, seal.clone())?),
         })
-    }
-
-    fn set_seq(&mut self, seq: u64) {
-        match self {
-            Source::Csv(s) => s.set_seq(seq),
-            Source::Sql(s) => s.set_seq(seq),
-        }
-    }
-
-    fn total_rows(&self) -> Option<u64> {
-        match self {
-            Source::Csv(_) => None,
-            Source::Sql(s) => s.estimate(),
-        }
-    }
-
-    fn total_bytes(&self) -> Option<u64> {
-        match self {
-            Source::Csv(s) => s.total_bytes(),
-            Source::Sql(_) => None,
-        }
-    }
-
-    fn bytes_done(&self, pos: &Position) -> u64 {
-        match self {
-            Source::Csv(s) => s.bytes_done(pos),
-            Source::Sql(_) => 0,
-        }
-    }
-
-    fn next_batch(&mut self, table: &str, limit: usize) -> Result<Option<ehrlift_core::SourceBatch>, PipelineError> {
-        match self {
-            Source::Csv(s) => s.next_batch(limit).map_err(|e| PipelineError::Source { table: table.to_owned(), source: e }),
-            Source::Sql(s) => Ok(s.next_batch(limit)?),
-        }
     }
 }
 
@@ -210,6 +170,10 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
                     let raw = match source.next_batch(&job.mapping.table, limit) {
                         Ok(Some(raw)) => raw,
                         Ok(None) => {
+                            let skipped = source.skipped();
+                            if skipped > 0 {
+                                tracing::info!(table = %job.mapping.table, skipped, "HL7 messages of types the mapping does not read were passed over");
+                            }
                             let _ = raw_tx.send((index, Ok(None)));
                             return;
                         }
@@ -346,7 +310,7 @@ fn write_loop(
                 read += rows_read;
                 quarantined += rows_rejected;
                 job.reporter.event(TableEvent::Progress { table: table.to_owned(), rows: read, quarantined, bytes: bytes_done });
-                if over_threshold(quarantined, read, job.settings.max_quarantine_ratio) {
+                if over_threshold(quarantined, read, job.settings.max_quarantine_ratio, false) {
                     if let Some(p) = open.take() {
                         p.writer.abort();
                     }
@@ -357,6 +321,12 @@ fn write_loop(
                 }
             }
             Msg::End => {
+                if over_threshold(quarantined, read, job.settings.max_quarantine_ratio, true) {
+                    if let Some(p) = open.take() {
+                        p.writer.abort();
+                    }
+                    return finish_table(store, job, progress, TableStatus::QuarantineThreshold, read, quarantined, started);
+                }
                 if let Some(p) = open.take() {
                     commit_part(store, job, progress, p)?;
                 } else if progress.parts == 0 {
@@ -371,8 +341,15 @@ fn write_loop(
     Err(PipelineError::Internal(format!("reader of `{table}` ended without a final message")))
 }
 
-fn over_threshold(quarantined: u64, read: u64, ratio: f64) -> bool {
-    read > 0 && quarantined as f64 > ratio * read as f64
+/// Rows a table reads before its quarantine ratio is judged (or the whole table, when
+/// smaller): a few bad files at the start of a directory of small files must not stop
+/// a table whose ratio over a fair sample is within bounds. A ratio of 0 allows nothing:
+/// the first quarantined row stops the table.
+const THRESHOLD_MIN_ROWS: u64 = 1000;
+
+fn over_threshold(quarantined: u64, read: u64, ratio: f64, at_end: bool) -> bool {
+    let judged = ratio == 0.0 || at_end || read >= THRESHOLD_MIN_ROWS;
+    judged && read > 0 && quarantined as f64 > ratio * read as f64
 }
 
 fn entry(
