@@ -120,3 +120,33 @@ pub fn write_plan(dir: &Path, run: &str, csv: &str, mapping: &str) -> PathBuf {
 pub fn url(p: &Path) -> String {
     format!("file://{}", p.display())
 }
+
+/// Commit records of `table` at a local destination, over every run.
+pub fn commits(dest: &Path, table: &str) -> usize {
+    let Ok(runs) = std::fs::read_dir(dest.join("_ehrlift/runs")) else { return 0 };
+    runs.flatten().map(|r| std::fs::read_dir(r.path().join("commits").join(table)).map(|d| d.count()).unwrap_or(0)).sum()
+}
+
+/// Runs `plan` into `dest` once per target and SIGKILLs it once `table` has that many
+/// commit records (unless it finishes first); returns how many runs were killed.
+pub fn kill_at(plan: &Path, dest: &Path, table: &str, targets: &[usize]) -> usize {
+    let mut kills = 0;
+    for &target in targets {
+        let mut child = ehrlift().arg("run").arg(plan).arg("--dest").arg(url(dest)).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if commits(dest, table) >= target {
+                child.kill().unwrap(); // SIGKILL
+                kills += 1;
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "run did not progress");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        child.wait().unwrap();
+    }
+    kills
+}

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
@@ -129,7 +128,7 @@ fn issue_7_shipped_adt_plan_loads_the_corpus_and_quarantines_the_malformed_files
     // Reasons point at the message: a file's second item has its index and byte offset.
     let dup = q.iter().find(|(f, ..)| f == "malformed/python-hl7/sample_bad_batch1.hl7").unwrap();
     let bytes = std::fs::read(malformed.join("python-hl7/sample_bad_batch1.hl7")).unwrap();
-    let second_bhs = bytes.windows(4).enumerate().filter(|(_, w)| w == b"\rBHS" || w == b"\nBHS").nth(0).unwrap().0 + 1;
+    let second_bhs = bytes.windows(4).position(|w| w == b"\rBHS" || w == b"\nBHS").unwrap() + 1;
     assert_eq!((dup.1, dup.2, dup.3.as_str(), dup.4.as_str()), (1, second_bhs as u64, "BHS", "hl7_duplicate_batch_header"));
     assert_eq!(tables[0]["quarantine_reasons"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum::<u64>(), q.len() as u64);
 
@@ -215,11 +214,6 @@ fn issue_7_no_value_of_any_message_reaches_a_log_an_error_or_the_output() {
     }
 }
 
-fn commits(dest: &Path, table: &str) -> usize {
-    let Ok(runs) = std::fs::read_dir(dest.join("_ehrlift/runs")) else { return 0 };
-    runs.flatten().map(|r| std::fs::read_dir(r.path().join("commits").join(table)).map(|d| d.count()).unwrap_or(0)).sum()
-}
-
 #[test]
 fn issue_7_sigkill_mid_archive_then_rerun_gives_identical_output() {
     let tmp = tempfile::tempdir().unwrap();
@@ -249,24 +243,7 @@ fn issue_7_sigkill_mid_archive_then_rerun_gives_identical_output() {
     let reference = tmp.path().join("reference");
     run(ehrlift().arg("run").arg(&plan).arg("--dest").arg(url(&reference))).expect(0);
     let dest = tmp.path().join("killed");
-    let mut kills = 0;
-    for target in [1, 4, 8, 12] {
-        let mut child = ehrlift().arg("run").arg(&plan).arg("--dest").arg(url(&dest)).stderr(std::process::Stdio::null()).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if commits(&dest, "t") >= target {
-                child.kill().unwrap(); // SIGKILL
-                kills += 1;
-                break;
-            }
-            assert!(Instant::now() < deadline, "run did not progress");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        child.wait().unwrap();
-    }
+    let kills = kill_at(&plan, &dest, "t", &[1, 4, 8, 12]);
     assert!(kills >= 2, "the run must actually have been killed mid-way ({kills} kills)");
     run(ehrlift().arg("run").arg(&plan).arg("--dest").arg(url(&dest))).expect(0);
     run(ehrlift().arg("verify").arg(&dest)).expect(0);

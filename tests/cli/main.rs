@@ -8,6 +8,7 @@ mod db_types;
 mod demo;
 mod edge;
 mod encrypt;
+mod fixed;
 mod hl7;
 mod init;
 mod phi;

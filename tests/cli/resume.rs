@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::Int64Array;
 
-use crate::harness::*;
+use crate::harness::{self, *};
 
 const ROWS: usize = 120_000;
 
@@ -57,32 +57,11 @@ rule = "keep"
 }
 
 fn commits(dest: &Path) -> usize {
-    let Ok(runs) = std::fs::read_dir(dest.join("_ehrlift/runs")) else { return 0 };
-    runs.flatten().map(|r| std::fs::read_dir(r.path().join("commits/t")).map(|d| d.count()).unwrap_or(0)).sum()
+    harness::commits(dest, "t")
 }
 
-/// Runs the plan once per target and SIGKILLs it once it has committed that many parts
-/// (unless it finishes first); returns how many runs were killed.
 fn kill_at(plan: &Path, dest: &Path, targets: &[usize]) -> usize {
-    let mut kills = 0;
-    for &target in targets {
-        let mut child = ehrlift().arg("run").arg(plan).arg("--dest").arg(url(dest)).stderr(std::process::Stdio::null()).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if commits(dest) >= target {
-                child.kill().unwrap(); // SIGKILL
-                kills += 1;
-                break;
-            }
-            assert!(Instant::now() < deadline, "run did not progress");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        child.wait().unwrap();
-    }
-    kills
+    harness::kill_at(plan, dest, "t", targets)
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! exit statuses; the libraries report through `Reporter` and typed errors.
 
 mod init;
+mod layout;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,30 @@ struct Cli {
     verbose: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum LayoutCommand {
+    /// Convert another tool's fixed-width layout into an ehrlift layout (TOML).
+    ///
+    /// Example: ehrlift layout import --format naaccr-xml naaccr-14-layout.xml --record-length 3339 -o naaccr14.layout.toml
+    Import {
+        /// What the input is.
+        #[arg(long, value_enum)]
+        format: layout::ImportFormat,
+        /// The layout file to read.
+        input: PathBuf,
+        /// Keep only fields that end within this many bytes, and make it the record
+        /// length (NAACCR: 3339 for the incidence record of the full layout).
+        #[arg(long)]
+        record_length: Option<usize>,
+        /// Write here instead of stdout.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +215,9 @@ enum Command {
         #[command(flatten)]
         endpoint: EndpointArgs,
     },
+    /// Fixed-width layouts.
+    #[command(subcommand)]
+    Layout(LayoutCommand),
     /// Show how far a plan's run at its destination has got.
     ///
     /// Example: ehrlift status mappings/demo/ehrlift.toml
@@ -323,6 +351,9 @@ fn main() -> ExitCode {
         Command::Verify { url, plan, kms_key, endpoint, json } => cmd_verify(url, plan.as_deref(), kms_key.as_deref(), endpoint, *json),
         Command::Status { plan, dest, json } => cmd_status(plan, dest, *json),
         Command::Reidentify { plan, column, dest, json, tokens } => cmd_reidentify(plan, column, dest, *json, tokens),
+        Command::Layout(LayoutCommand::Import { format, input, record_length, out, force }) => {
+            layout::cmd_import(*format, input, *record_length, out.as_ref(), *force)
+        }
         Command::Read { url, columns, format, limit, plan, endpoint } => {
             let plan = plan.as_deref().map(load).transpose();
             plan.and_then(|plan| read::cmd_read(url, columns, *format, *limit, plan.as_ref(), &endpoint.cloud(plan.as_ref())))

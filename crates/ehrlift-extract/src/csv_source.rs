@@ -130,13 +130,12 @@ impl CsvTableSource {
 
     /// Total bytes to read, when every file is uncompressed (for a determinate bar).
     pub fn total_bytes(&self) -> Option<u64> {
-        let plain = self.files.iter().all(|f| compression_of(&self.options, &f.path) == Compression::None);
-        plain.then(|| self.files.iter().map(|f| f.size).sum())
+        plain_total(&self.files, self.options.compression)
     }
 
     /// Bytes of the files before the current one plus the offset in it.
     pub fn bytes_done(&self, pos: &Position) -> u64 {
-        self.files.iter().take(pos.file as usize).map(|f| f.size).sum::<u64>() + pos.byte
+        bytes_before(&self.files, pos)
     }
 
     /// Sets the sequence number of the next batch (after a resume).
@@ -401,6 +400,25 @@ fn decode(encoding: TextEncoding, bytes: &[u8], out: &mut String) -> Result<(), 
 
 fn compression_of(options: &CsvOptions, path: &Path) -> Compression {
     compression_of_path(options.compression, path)
+}
+
+/// Total bytes of `files` when none of them is compressed (for a determinate bar).
+pub(crate) fn plain_total(files: &[SourceFile], compression: Compression) -> Option<u64> {
+    let plain = files.iter().all(|f| compression_of_path(compression, &f.path) == Compression::None);
+    plain.then(|| files.iter().map(|f| f.size).sum())
+}
+
+/// Bytes of the files before `pos`'s plus the offset in it.
+pub(crate) fn bytes_before(files: &[SourceFile], pos: &Position) -> u64 {
+    files.iter().take(pos.file as usize).map(|f| f.size).sum::<u64>() + pos.byte
+}
+
+/// Opens every file once (compressed ones by their extension), to fail before a run.
+pub(crate) fn check_open(files: &[SourceFile]) -> Result<(), SourceError> {
+    for f in files {
+        open_stream(&f.path, compression_of_path(Compression::Auto, &f.path), 0)?;
+    }
+    Ok(())
 }
 
 /// `compression`, or for `auto` the compression its extension names (`.gz`, `.zst`).

@@ -23,7 +23,7 @@ use ehrlift_hl7::{Message, ParseError, Path, Reader};
 use ehrlift_mapping::{Compression, Hl7Table, Mapping};
 
 use crate::SourceError;
-use crate::csv_source::{SourceFile, compression_of_path, open_stream};
+use crate::csv_source::{SourceFile, bytes_before, check_open, compression_of_path, open_stream, plain_total};
 
 /// The largest message (with its attachments) read; a larger item stops the table
 /// with an error naming the file and byte, rather than holding gigabytes.
@@ -71,13 +71,12 @@ impl Hl7TableSource {
 
     /// Total bytes to read, when every file is uncompressed (for a determinate bar).
     pub fn total_bytes(&self) -> Option<u64> {
-        let plain = self.files.iter().all(|f| compression_of_path(Compression::Auto, &f.path) == Compression::None);
-        plain.then(|| self.files.iter().map(|f| f.size).sum())
+        plain_total(&self.files, Compression::Auto)
     }
 
     /// Bytes of the files before the current one plus the offset in it.
     pub fn bytes_done(&self, pos: &Position) -> u64 {
-        self.files.iter().take(pos.file as usize).map(|f| f.size).sum::<u64>() + pos.byte
+        bytes_before(&self.files, pos)
     }
 
     /// Sets the sequence number of the next batch (after a resume).
@@ -92,10 +91,7 @@ impl Hl7TableSource {
 
     /// Checks that every file can be opened.
     pub fn check_files(&self) -> Result<(), SourceError> {
-        for f in &self.files {
-            open_stream(&f.path, compression_of_path(Compression::Auto, &f.path), 0)?;
-        }
-        Ok(())
+        check_open(&self.files)
     }
 
     /// Reads items until about `limit` rows or rejections (never across a file

@@ -6,9 +6,11 @@
 
 mod csv_source;
 mod error;
+mod fixed_source;
 mod hl7_source;
 pub mod sql;
 
 pub use csv_source::{CsvTableSource, SourceFile, list_files};
 pub use error::SourceError;
+pub use fixed_source::FixedTableSource;
 pub use hl7_source::{Hl7TableSource, MAX_MESSAGE_BYTES};

@@ -55,6 +55,24 @@ fn bench(c: &mut Criterion) {
             black_box((msgs, fields, bytes))
         })
     });
+    // The same through the bounded window the pipeline reads files with (1 MiB reads).
+    g.bench_function("reader_all_fields", |b| {
+        b.iter(|| {
+            let (mut msgs, mut fields, mut bytes) = (0usize, 0usize, 0usize);
+            let mut r = ehrlift_hl7::Reader::new(black_box(&data[..]), 256 << 20);
+            while let Some(m) = r.next_item().expect("in memory") {
+                let Ok(m) = m else { continue };
+                msgs += 1;
+                for s in m.segments() {
+                    for f in s.fields() {
+                        fields += 1;
+                        bytes += f.raw().len();
+                    }
+                }
+            }
+            black_box((msgs, fields, bytes))
+        })
+    });
     g.finish();
 }
 

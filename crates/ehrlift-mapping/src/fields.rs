@@ -66,6 +66,22 @@ impl Fields {
         self.map.get(key).map_or(self.line, |v| cx.line(v.span()))
     }
 
+    /// The string value of `key`, if present and a string (not consumed, not interpolated).
+    pub(crate) fn peek_str(&self, key: &str) -> Option<String> {
+        self.map.get(key).and_then(|v| v.get_ref().as_str()).map(str::to_owned)
+    }
+
+    /// Whether `key` is present.
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// Adds `key` unless present, spanned at the table itself (so messages about it
+    /// point at this table's line).
+    pub(crate) fn insert_missing(&mut self, key: &str, value: Value, span: std::ops::Range<usize>) {
+        self.map.entry(key.to_owned()).or_insert_with(|| Spanned::new(span, value));
+    }
+
     /// Removes `key` and returns its raw spanned value (no interpolation).
     pub(crate) fn take_raw(&mut self, key: &str) -> Option<Spanned<Value>> {
         self.map.remove(key)

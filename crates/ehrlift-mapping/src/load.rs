@@ -33,6 +33,7 @@ const MAPPING_KEYS: &[&str] = &[
     "files",
     "exclude",
     "hl7",
+    "fixed",
     "source_table",
     "query",
     "chunk_rows",
@@ -324,7 +325,8 @@ fn check_run(cx: &mut FileCx<'_>, doc: &Fields, run: &RunSettings) {
 fn load_source(cx: &mut FileCx<'_>, dir: &Path, name: &str, value: Spanned<Value>) -> Option<Source> {
     let mut t = sub_table(cx, value, format!("[sources.{name}]"))?;
     check_name(cx, t.line, "source", name);
-    let kind: Option<String> = t.req(cx, "kind", "the source kind: \"csv\", \"hl7\", \"postgres\", \"mysql\" or \"sqlite\"");
+    let kind: Option<String> =
+        t.req(cx, "kind", "the source kind: \"csv\", \"hl7\", \"fixed_width\", \"postgres\", \"mysql\" or \"sqlite\"");
     let line = t.line;
     let what = format!("[sources.{name}]");
     match kind.as_deref() {
@@ -338,6 +340,13 @@ fn load_source(cx: &mut FileCx<'_>, dir: &Path, name: &str, value: Spanned<Value
             let sdir: Option<String> = t.req(cx, "dir", "the directory the tables' file globs are relative to");
             t.finish(cx, &["kind", "dir"]);
             Some(Source { name: name.to_owned(), kind: SourceKind::Hl7 { dir: resolve(dir, &sdir?) } })
+        }
+        Some("fixed_width") => {
+            let sdir: Option<String> = t.req(cx, "dir", "the directory the tables' file globs are relative to");
+            let layout: Option<String> = t.opt(cx, "layout");
+            t.finish(cx, &["kind", "dir", "layout"]);
+            let layout = layout.map(|l| resolve(dir, &l));
+            Some(Source { name: name.to_owned(), kind: SourceKind::FixedWidth { dir: resolve(dir, &sdir?), layout } })
         }
         Some(k @ ("postgres" | "mysql" | "sqlite")) => {
             let engine = match k {
@@ -444,7 +453,9 @@ fn load_source(cx: &mut FileCx<'_>, dir: &Path, name: &str, value: Spanned<Value
         Some(other) => {
             cx.error(
                 Some(line),
-                format!("{what}: unknown kind `{other}`; expected \"csv\", \"hl7\", \"postgres\", \"mysql\" or \"sqlite\""),
+                format!(
+                    "{what}: unknown kind `{other}`; expected \"csv\", \"hl7\", \"fixed_width\", \"postgres\", \"mysql\" or \"sqlite\""
+                ),
             );
             None
         }
@@ -518,6 +529,19 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
         (section, true) => Some(load_hl7_table(&mut cx, section)),
         (None, false) => None,
     };
+    let fixed_line = doc.line_of(&cx, "fixed");
+    let fixed_section = doc.take_raw("fixed");
+    let fixed = match source.map(|s| &s.kind) {
+        Some(SourceKind::FixedWidth { layout, .. }) => load_fixed_table(&mut cx, &dir, layout.as_deref(), fixed_section, &mut hasher),
+        Some(_) => {
+            if fixed_section.is_some() {
+                cx.error(Some(fixed_line), "[fixed] is for sources of kind = \"fixed_width\"");
+            }
+            None
+        }
+        None => None,
+    };
+    let is_fixed = matches!(source.map(|s| &s.kind), Some(SourceKind::FixedWidth { .. }));
     let files_line = doc.line_of(&cx, "files");
     let files: Vec<String> = match doc.take_raw("files") {
         Some(_) if is_db => {
@@ -595,7 +619,7 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
     let csv_override = doc.take_raw("csv");
     let csv = match source.map(|s| &s.kind) {
         Some(SourceKind::Csv { options, .. }) => merge_csv(&mut cx, options, csv_override, csv_line),
-        Some(SourceKind::Database(_) | SourceKind::Hl7 { .. }) => {
+        Some(SourceKind::Database(_) | SourceKind::Hl7 { .. } | SourceKind::FixedWidth { .. }) => {
             if csv_override.is_some() {
                 cx.error(Some(csv_line), "`csv` is for CSV sources");
             }
@@ -603,10 +627,10 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
         }
         None => CsvOptions::default(),
     };
-    if is_hl7 && !drop.is_empty() {
+    if (is_hl7 || is_fixed) && !drop.is_empty() {
         cx.error(
             Some(drop_line),
-            "`drop` is for CSV and database sources: an HL7 mapping reads only the paths its columns name (give a column rule = \"drop\" to document a field)",
+            "`drop` is for CSV and database sources: an HL7 or fixed-width mapping reads only the paths or fields its columns name (give a column rule = \"drop\" to document one)",
         );
     }
 
@@ -616,7 +640,11 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
             Ok(c) => {
                 for (i, col) in c.columns.into_iter().enumerate() {
                     let line = cx.line(col.span());
-                    let fields = Fields::new(col.into_inner(), line, format!("column #{}", i + 1));
+                    let span = col.span();
+                    let mut fields = Fields::new(col.into_inner(), line, format!("column #{}", i + 1));
+                    if let Some(f) = &fixed {
+                        inherit_from_layout(&mut fields, f, span);
+                    }
                     if let Some(c) = load_column(&mut cx, &dir, fields, &mut hasher, is_db) {
                         columns.push(c);
                     }
@@ -661,7 +689,23 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
             Some(_) => {}
         }
     }
-    if is_hl7 {
+    if let Some(f) = &fixed {
+        let rt = &f.layout.record_types()[f.record_type];
+        for c in &columns {
+            if rt.field(&c.from).is_none() {
+                cx.error(
+                    Some(c.line),
+                    format!(
+                        "column `{}`: `from = \"{}\"` is not a field of record type `{}` in {}",
+                        c.name,
+                        c.from,
+                        rt.name(),
+                        f.layout_path.display()
+                    ),
+                );
+            }
+        }
+    } else if is_hl7 {
         for c in &columns {
             if let Err(e) = ehrlift_hl7::Path::parse(&c.from) {
                 cx.error(Some(c.line), format!("column `{}`: `from`: {e} (HL7 paths look like PID-3[1].1, PID-5.1, OBX-5, MSH-7)", c.name));
@@ -759,6 +803,7 @@ fn load_mapping(path: &Path, env: &dyn Env, sources: &BTreeMap<String, Source>, 
         key,
         db,
         hl7,
+        fixed,
         drop,
         columns,
         encrypt,
@@ -801,6 +846,108 @@ fn load_hl7_table(cx: &mut FileCx<'_>, section: Option<Spanned<Value>>) -> Hl7Ta
         message_types,
         segment: segment.map(|s| s.to_ascii_uppercase()),
         required_segments: required.iter().map(|s| s.to_ascii_uppercase()).collect(),
+    }
+}
+
+/// Column keys a layout field may carry for the mappings that read it: its PHI tag and
+/// privacy rule (with the rule's parameters) and a description.
+const LAYOUT_COLUMN_KEYS: &[&str] = &["phi", "rule", "namespace", "shift_by", "to", "bounds", "keep_last", "description"];
+
+/// Reads a mapping's `[fixed]` section: the layout (the mapping's, else the source's)
+/// and the record type. The layout's bytes go into the mapping's hash.
+fn load_fixed_table(
+    cx: &mut FileCx<'_>,
+    dir: &Path,
+    source_layout: Option<&Path>,
+    section: Option<Spanned<Value>>,
+    hasher: &mut Sha256,
+) -> Option<FixedTable> {
+    let mut t = match section {
+        Some(v) => sub_table(cx, v, "[fixed]".to_owned())?,
+        None => Fields::new(Default::default(), 1, "[fixed]"),
+    };
+    let layout_line = t.line_of(cx, "layout");
+    let own: Option<String> = t.opt(cx, "layout");
+    let type_line = t.line_of(cx, "record_type");
+    let wanted: Option<String> = t.opt(cx, "record_type");
+    t.finish(cx, &["layout", "record_type"]);
+    let Some(layout_path) = own.map(|l| resolve(dir, &l)).or_else(|| source_layout.map(Path::to_path_buf)) else {
+        cx.error(Some(layout_line), "[fixed]: no `layout`: name the layout file here or in the source");
+        return None;
+    };
+    let (text, sha) = read(&layout_path, cx.diags)?;
+    hasher.update(sha.as_bytes());
+    let file = match ehrlift_fixed::Layout::from_toml(&text) {
+        Ok(f) => f,
+        Err(errors) => {
+            for e in errors {
+                cx.diags.push(&layout_path, Some(e.line), e.message);
+            }
+            return None;
+        }
+    };
+    for (key, v) in &file.other {
+        let line = Lines::new(&text).line_of(v.span().start);
+        cx.diags.push(&layout_path, Some(line), format!("unknown key `{key}`"));
+    }
+    let layout = file.layout;
+    for rt in layout.record_types() {
+        for key in rt.extra().keys().filter(|k| k.as_str() != "description") {
+            cx.diags.push(&layout_path, Some(rt.line()), format!("record type `{}`: unknown key `{key}`", rt.name()));
+        }
+        for f in rt.fields() {
+            for key in f.extra().keys().filter(|k| !LAYOUT_COLUMN_KEYS.contains(&k.as_str())) {
+                cx.diags.push(
+                    &layout_path,
+                    Some(f.line()),
+                    format!("field `{}`: unknown key `{key}`; a field may carry {}", f.name(), LAYOUT_COLUMN_KEYS.join(", ")),
+                );
+            }
+        }
+    }
+    let types = layout.record_types();
+    let record_type = match &wanted {
+        Some(w) => match types.iter().position(|rt| rt.name() == w || rt.code() == Some(w.as_str())) {
+            Some(i) => i,
+            None => {
+                let known: Vec<&str> = types.iter().map(|rt| rt.name()).collect();
+                cx.error(
+                    Some(type_line),
+                    format!("[fixed] `record_type`: `{w}` is not a record type of the layout; it has {}", known.join(", ")),
+                );
+                return None;
+            }
+        },
+        None if types.len() == 1 => 0,
+        None => {
+            let known: Vec<&str> = types.iter().map(|rt| rt.name()).collect();
+            cx.error(
+                Some(type_line),
+                format!("[fixed]: the layout has several record types ({}); say which with `record_type`", known.join(", ")),
+            );
+            return None;
+        }
+    };
+    Some(FixedTable { layout_path, layout: std::sync::Arc::new(layout), record_type })
+}
+
+/// A column reading a layout field takes the field's PHI tag, and its rule (with the
+/// rule's parameters) when the column names no rule of its own.
+fn inherit_from_layout(col: &mut Fields, fixed: &FixedTable, span: std::ops::Range<usize>) {
+    let Some(from) = col.peek_str("from").or_else(|| col.peek_str("name")) else { return };
+    let Some(field) = fixed.layout.record_types()[fixed.record_type].field(&from) else { return };
+    let extra = field.extra();
+    if let Some(phi) = extra.get("phi")
+        && !col.has("phi")
+    {
+        col.insert_missing("phi", phi.get_ref().clone(), span.clone());
+    }
+    if !col.has("rule") && extra.contains_key("rule") {
+        for key in ["rule", "namespace", "shift_by", "to", "bounds", "keep_last"] {
+            if let Some(v) = extra.get(key) {
+                col.insert_missing(key, v.get_ref().clone(), span.clone());
+            }
+        }
     }
 }
 

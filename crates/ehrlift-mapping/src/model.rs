@@ -254,13 +254,20 @@ pub enum SourceKind {
         /// Directory the mappings' globs are relative to.
         dir: PathBuf,
     },
+    /// Fixed-width record files under a directory, cut and decoded by a layout.
+    FixedWidth {
+        /// Directory the mappings' globs are relative to.
+        dir: PathBuf,
+        /// The layout file every table of the source uses unless its mapping names one.
+        layout: Option<PathBuf>,
+    },
 }
 
 impl SourceKind {
     /// The directory of a file source (CSV, HL7); `None` for a database.
     pub fn dir(&self) -> Option<&std::path::Path> {
         match self {
-            SourceKind::Csv { dir, .. } | SourceKind::Hl7 { dir } => Some(dir),
+            SourceKind::Csv { dir, .. } | SourceKind::Hl7 { dir } | SourceKind::FixedWidth { dir, .. } => Some(dir),
             SourceKind::Database(_) => None,
         }
     }
@@ -455,6 +462,18 @@ impl Hl7Table {
     }
 }
 
+/// The fixed-width side of a mapping: its layout and which record type it reads.
+#[derive(Debug, Clone)]
+pub struct FixedTable {
+    /// The layout file.
+    pub layout_path: PathBuf,
+    /// The validated layout.
+    pub layout: std::sync::Arc<ehrlift_fixed::Layout>,
+    /// Index of the record type read, in the layout's record types. Records of other
+    /// types are passed over.
+    pub record_type: usize,
+}
+
 /// A CSV dialect. Every field is explicit; nothing is sniffed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -569,6 +588,8 @@ pub struct Mapping {
     pub db: Option<DbTable>,
     /// For HL7 sources: which messages, and what one row is.
     pub hl7: Option<Hl7Table>,
+    /// For fixed-width sources: the layout and record type.
+    pub fixed: Option<FixedTable>,
     /// Source columns deliberately not carried over.
     pub drop: Vec<String>,
     /// Output columns in order.

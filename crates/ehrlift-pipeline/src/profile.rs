@@ -263,7 +263,7 @@ fn profile_table(
     // so the rest can still be measured (a run refuses the table; reported as an error).
     let mut m = m.clone();
     let (mut src, total_bytes) = match &source.kind {
-        kind @ (SourceKind::Csv { dir, .. } | SourceKind::Hl7 { dir }) => {
+        kind @ (SourceKind::Csv { dir, .. } | SourceKind::Hl7 { dir } | SourceKind::FixedWidth { dir, .. }) => {
             let files = match list_files(&m.table, dir, &m.files, &m.exclude) {
                 Ok(f) => f,
                 Err(e) => {
@@ -273,7 +273,7 @@ fn profile_table(
             };
             let classified: HashSet<&str> = m.classified_source_columns().into_iter().collect();
             // Unreadable headers are reported when the table is read.
-            // (HL7 mappings read named paths: nothing is unaccounted for.)
+            // (HL7 and fixed-width mappings read named paths or fields: nothing is unaccounted for.)
             if matches!(kind, SourceKind::Csv { .. }) {
                 let names = CsvTableSource::open(&m, files.clone(), Position::default()).header_names().unwrap_or_default();
                 out.unmapped = names.into_iter().filter(|h| !classified.contains(h.as_str())).collect::<Vec<_>>();

@@ -6,7 +6,7 @@ use ehrlift_core::Reporter;
 use ehrlift_deid::TablePrivacy;
 use ehrlift_deid::policy::{Coverage, checklist};
 use ehrlift_extract::sql::{PgSnapshot, SqlTableSource, TableSpec, relation_label};
-use ehrlift_extract::{CsvTableSource, Hl7TableSource, SourceFile, list_files};
+use ehrlift_extract::{CsvTableSource, FixedTableSource, Hl7TableSource, SourceFile, list_files};
 use ehrlift_load::{
     FORMAT_VERSION, FileDigest, Manifest, ObjectStore, RunState, RunStatus, STATE_KEY, TableStatus, TableSummary, manifest_key,
 };
@@ -84,11 +84,12 @@ pub(crate) fn file_names(dir: &std::path::Path, files: &[SourceFile]) -> Vec<Str
 fn find_input(plan: &Plan, m: &Mapping) -> Result<Found, PipelineError> {
     let source = &plan.sources[&m.source];
     match &source.kind {
-        SourceKind::Csv { dir, .. } | SourceKind::Hl7 { dir } => {
+        SourceKind::Csv { dir, .. } | SourceKind::Hl7 { dir } | SourceKind::FixedWidth { dir, .. } => {
             let source_err = |source| PipelineError::Source { table: m.table.clone(), source };
             let files = list_files(&m.table, dir, &m.files, &m.exclude).map_err(source_err)?;
             match &source.kind {
                 SourceKind::Hl7 { .. } => Hl7TableSource::open(m, files.clone(), Default::default()).check_files(),
+                SourceKind::FixedWidth { .. } => FixedTableSource::open(m, files.clone(), Default::default()).check_files(),
                 _ => CsvTableSource::open(m, files.clone(), Default::default()).check_headers(),
             }
             .map_err(source_err)?;

@@ -45,7 +45,7 @@ pub(crate) struct TableJob<'a> {
 
 /// Where a table's rows come from.
 pub(crate) enum TableInput {
-    /// A table's files, read as the source's kind says (CSV or HL7).
+    /// A table's files, read as the source's kind says (CSV, HL7 or fixed-width).
     Files { kind: SourceKind, files: Vec<SourceFile> },
     /// A database table or query; `seal` opens and seals keyset cursors.
     Database { spec: Box<TableSpec>, seal: Option<CursorSeal> },
@@ -172,7 +172,7 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
                         Ok(None) => {
                             let skipped = source.skipped();
                             if skipped > 0 {
-                                tracing::info!(table = %job.mapping.table, skipped, "HL7 messages of types the mapping does not read were passed over");
+                                tracing::info!(table = %job.mapping.table, skipped, "messages or records of types the mapping does not read were passed over");
                             }
                             let _ = raw_tx.send((index, Ok(None)));
                             return;
