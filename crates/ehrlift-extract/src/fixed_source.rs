@@ -8,7 +8,7 @@
 //! name; records of the layout's other types are passed over. The resume position is
 //! the file, the byte offset after the last record read and the records read.
 
-use std::io::Read;
+use std::io::{BufReader, Read};
 use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
@@ -19,20 +19,23 @@ use ehrlift_fixed::{FieldSink, Framing, RecordDecoder, RecordError, RecordReader
 use ehrlift_mapping::{Compression, Mapping};
 
 use crate::SourceError;
-use crate::csv_source::{SourceFile, bytes_before, check_open, compression_of_path, open_stream, plain_total};
+use crate::csv_source::{SourceFile, compression_of_path, open_stream};
+use crate::files::{FileRead, FileWalk, RecordFiles};
 
 /// A table's fixed-width files read as one stream of raw utf8 batches.
 pub struct FixedTableSource {
-    table: String,
-    files: Vec<SourceFile>,
+    walk: FileWalk<RecordReader<BufReader<Box<dyn Read + Send>>>>,
+    rows: FixedRows,
+}
+
+/// How records become rows.
+struct FixedRows {
     framing: Framing,
     decoder: RecordDecoder,
     record_type: usize,
     schema: Arc<Schema>,
-    pos: Position,
-    seq: u64,
-    open: Option<RecordReader<std::io::BufReader<Box<dyn Read + Send>>>>,
     buf: Vec<u8>,
+    /// Records of the layout's other types passed over in this attempt.
     skipped: u64,
 }
 
@@ -68,99 +71,71 @@ impl FixedTableSource {
         }
         decoder.set_projection(fixed.record_type, projection);
         let schema = Arc::new(Schema::new(needed.iter().map(|n| Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>()));
+        let framing = layout.framing();
+        let first_line = u64::from(matches!(framing, Framing::Lines { .. }));
         FixedTableSource {
-            table: mapping.table.clone(),
-            files,
-            framing: layout.framing(),
-            decoder,
-            record_type: fixed.record_type,
-            schema,
-            pos: resume,
-            seq: 0,
-            open: None,
-            buf: Vec::new(),
-            skipped: 0,
+            walk: FileWalk::new(&mapping.table, files, resume, first_line),
+            rows: FixedRows { framing, decoder, record_type: fixed.record_type, schema, buf: Vec::new(), skipped: 0 },
         }
     }
 
     /// Total bytes to read, when every file is uncompressed (for a determinate bar).
     pub fn total_bytes(&self) -> Option<u64> {
-        plain_total(&self.files, Compression::Auto)
+        self.walk.total_bytes()
     }
 
     /// Bytes of the files before the current one plus the offset in it.
     pub fn bytes_done(&self, pos: &Position) -> u64 {
-        bytes_before(&self.files, pos)
+        self.walk.bytes_done(pos)
     }
 
     /// Sets the sequence number of the next batch (after a resume).
     pub fn set_seq(&mut self, seq: u64) {
-        self.seq = seq;
+        self.walk.set_seq(seq);
     }
 
     /// Records of the layout's other record types passed over so far.
     pub fn skipped(&self) -> u64 {
-        self.skipped
+        self.rows.skipped
     }
 
     /// Checks that every file can be opened.
     pub fn check_files(&self) -> Result<(), SourceError> {
-        check_open(&self.files)
+        self.walk.check_files()
     }
 
     /// Reads up to `limit` records (never across a file boundary). `Ok(None)` at the end
     /// of the last file.
     pub fn next_batch(&mut self, limit: usize) -> Result<Option<SourceBatch>, SourceError> {
-        loop {
-            if self.pos.file as usize >= self.files.len() {
-                return Ok(None);
-            }
-            if self.open.is_none() {
-                let path = &self.files[self.pos.file as usize].path;
-                let stream = open_stream(path, compression_of_path(Compression::Auto, path), self.pos.byte)?;
-                self.open = Some(RecordReader::new(stream, self.framing, self.pos.byte, self.pos.record));
-            }
-            let start = self.pos.clone();
-            let (batch, rows, rejected, at_end) = self.read_records(limit)?;
-            if at_end && batch.num_rows() == 0 && rejected.is_empty() {
-                self.advance_file();
-                continue;
-            }
-            let seq = self.seq;
-            self.seq += 1;
-            let out = SourceBatch { table: self.table.clone(), seq, batch, rows, start, end: self.pos.clone(), rejected };
-            if at_end {
-                self.advance_file();
-            }
-            return Ok(Some(out));
-        }
+        self.walk.next_batch(&mut self.rows, limit)
+    }
+}
+
+impl RecordFiles for FixedRows {
+    type Reader = RecordReader<BufReader<Box<dyn Read + Send>>>;
+
+    fn open(&self, file: &SourceFile, at: &Position) -> Result<Self::Reader, SourceError> {
+        let stream = open_stream(&file.path, compression_of_path(Compression::Auto, &file.path), at.byte)?;
+        Ok(RecordReader::new(stream, self.framing, at.byte, at.record))
     }
 
-    fn advance_file(&mut self) {
-        self.open = None;
-        self.pos = Position { file: self.pos.file + 1, byte: 0, record: 0, line: 1, cursor: None };
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn read_records(&mut self, limit: usize) -> Result<(RecordBatch, Vec<RowOrigin>, Vec<Rejection>, bool), SourceError> {
-        let file = self.pos.file;
-        let path = self.files[file as usize].path.clone();
+    fn read(&mut self, reader: &mut Self::Reader, source: &SourceFile, pos: &mut Position, limit: usize) -> Result<FileRead, SourceError> {
+        let file = pos.file;
         let lines = matches!(self.framing, Framing::Lines { .. });
         let width = self.schema.fields().len();
         let mut sink = Builders((0..width).map(|_| StringBuilder::with_capacity(limit, limit * 8)).collect());
         let mut rows = Vec::with_capacity(limit);
         let mut rejected = Vec::new();
         let mut at_end = false;
-        let reader = self.open.as_mut().expect("opened");
         let mut n = 0;
         while n < limit {
-            let byte = self.pos.byte;
-            let info = reader.next_record(&mut self.buf).map_err(|source| SourceError::Io { file: path.clone(), byte, source })?;
+            let byte = pos.byte;
+            let info = reader.next_record(&mut self.buf).map_err(|e| SourceError::Io { file: source.path.clone(), byte, source: e })?;
             let Some(info) = info else {
                 at_end = true;
                 break;
             };
-            self.pos =
+            *pos =
                 Position { file, byte: info.end_offset, record: info.number, line: if lines { info.number + 1 } else { 0 }, cursor: None };
             let origin = RowOrigin { file, record: info.number, line: if lines { info.number } else { 0 }, byte: info.byte_offset };
             match self.decoder.decode(&info, &self.buf, &mut sink) {
@@ -177,7 +152,7 @@ impl FixedTableSource {
         }
         let columns: Vec<ArrayRef> = sink.0.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
         let batch = RecordBatch::try_new(self.schema.clone(), columns).expect("utf8 columns match the raw schema");
-        Ok((batch, rows, rejected, at_end))
+        Ok(FileRead { batch, rows, rejected, at_end })
     }
 }
 

@@ -23,7 +23,8 @@ use ehrlift_hl7::{Message, ParseError, Path, Reader};
 use ehrlift_mapping::{Compression, Hl7Table, Mapping};
 
 use crate::SourceError;
-use crate::csv_source::{SourceFile, bytes_before, check_open, compression_of_path, open_stream, plain_total};
+use crate::csv_source::{SourceFile, compression_of_path, open_stream};
+use crate::files::{FileRead, FileWalk, RecordFiles};
 
 /// The largest message (with its attachments) read; a larger item stops the table
 /// with an error naming the file and byte, rather than holding gigabytes.
@@ -31,16 +32,17 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// A table's HL7 files read as one stream of raw utf8 batches.
 pub struct Hl7TableSource {
-    table: String,
-    files: Vec<SourceFile>,
+    walk: FileWalk<Reader<Box<dyn Read + Send>>>,
+    rows: Hl7Rows,
+}
+
+/// How messages become rows.
+struct Hl7Rows {
     spec: Hl7Table,
     /// Source columns (field paths) to materialize, in order, and their parsed forms.
     needed: Vec<String>,
     paths: Vec<Path>,
     schema: Arc<Schema>,
-    pos: Position,
-    seq: u64,
-    open: Option<Reader<Box<dyn Read + Send>>>,
     /// Messages of other types passed over in this attempt.
     skipped: u64,
 }
@@ -55,83 +57,52 @@ impl Hl7TableSource {
         let needed = mapping.source_columns();
         let paths = needed.iter().map(|n| Path::parse(n).expect("the plan loader checks HL7 paths")).collect();
         let schema = Arc::new(Schema::new(needed.iter().map(|n| Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>()));
-        Hl7TableSource {
-            table: mapping.table.clone(),
-            files,
-            spec: mapping.hl7.clone().expect("an HL7 mapping"),
-            needed,
-            paths,
-            schema,
-            pos: resume,
-            seq: 0,
-            open: None,
-            skipped: 0,
-        }
+        let spec = mapping.hl7.clone().expect("an HL7 mapping");
+        Hl7TableSource { walk: FileWalk::new(&mapping.table, files, resume, 0), rows: Hl7Rows { spec, needed, paths, schema, skipped: 0 } }
     }
 
     /// Total bytes to read, when every file is uncompressed (for a determinate bar).
     pub fn total_bytes(&self) -> Option<u64> {
-        plain_total(&self.files, Compression::Auto)
+        self.walk.total_bytes()
     }
 
     /// Bytes of the files before the current one plus the offset in it.
     pub fn bytes_done(&self, pos: &Position) -> u64 {
-        bytes_before(&self.files, pos)
+        self.walk.bytes_done(pos)
     }
 
     /// Sets the sequence number of the next batch (after a resume).
     pub fn set_seq(&mut self, seq: u64) {
-        self.seq = seq;
+        self.walk.set_seq(seq);
     }
 
     /// Messages of other types than the mapping's `message_types` passed over so far.
     pub fn skipped(&self) -> u64 {
-        self.skipped
+        self.rows.skipped
     }
 
     /// Checks that every file can be opened.
     pub fn check_files(&self) -> Result<(), SourceError> {
-        check_open(&self.files)
+        self.walk.check_files()
     }
 
     /// Reads items until about `limit` rows or rejections (never across a file
     /// boundary, never splitting a message). `Ok(None)` at the end of the last file.
     pub fn next_batch(&mut self, limit: usize) -> Result<Option<SourceBatch>, SourceError> {
-        loop {
-            if self.pos.file as usize >= self.files.len() {
-                return Ok(None);
-            }
-            if self.open.is_none() {
-                self.open = Some(self.open_file()?);
-            }
-            let start = self.pos.clone();
-            let (batch, rows, rejected, at_end) = self.read_items(limit)?;
-            if at_end && batch.num_rows() == 0 && rejected.is_empty() {
-                self.advance_file();
-                continue;
-            }
-            let seq = self.seq;
-            self.seq += 1;
-            let out = SourceBatch { table: self.table.clone(), seq, batch, rows, start, end: self.pos.clone(), rejected };
-            if at_end {
-                self.advance_file();
-            }
-            return Ok(Some(out));
-        }
+        self.walk.next_batch(&mut self.rows, limit)
     }
+}
 
-    fn advance_file(&mut self) {
-        self.open = None;
-        self.pos = Position { file: self.pos.file + 1, byte: 0, record: 0, line: 0, cursor: None };
-    }
+impl RecordFiles for Hl7Rows {
+    type Reader = Reader<Box<dyn Read + Send>>;
 
-    fn open_file(&self) -> Result<Reader<Box<dyn Read + Send>>, SourceError> {
-        let path = &self.files[self.pos.file as usize].path;
+    fn open(&self, file: &SourceFile, at: &Position) -> Result<Self::Reader, SourceError> {
+        let path = &file.path;
         let stream = open_stream(path, compression_of_path(Compression::Auto, path), 0)?;
         let mut reader = Reader::new(Box::new(stream) as Box<dyn Read + Send>, MAX_MESSAGE_BYTES);
-        if self.pos.byte > 0 {
-            let io_err = |source| SourceError::Io { file: path.clone(), byte: self.pos.byte, source };
-            if !reader.skip_to(self.pos.byte).map_err(io_err)? {
+        if at.byte > 0 {
+            let io_err = |source| SourceError::Io { file: path.clone(), byte: at.byte, source };
+            if !reader.skip_to(at.byte).map_err(io_err)? {
                 return Err(io_err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "no HL7 message starts at the saved resume position: the file changed since the interrupted attempt",
@@ -141,19 +112,16 @@ impl Hl7TableSource {
         Ok(reader)
     }
 
-    /// Reads whole items into a batch; the flag says the file is finished.
-    #[allow(clippy::type_complexity)]
-    fn read_items(&mut self, limit: usize) -> Result<(RecordBatch, Vec<RowOrigin>, Vec<Rejection>, bool), SourceError> {
-        let file = self.pos.file;
-        let path = self.files[file as usize].path.clone();
+    /// Reads whole items into a batch (a message's rows are never split).
+    fn read(&mut self, reader: &mut Self::Reader, source: &SourceFile, pos: &mut Position, limit: usize) -> Result<FileRead, SourceError> {
+        let file = pos.file;
         let mut builders: Vec<StringBuilder> = (0..self.needed.len()).map(|_| StringBuilder::with_capacity(limit, limit * 16)).collect();
         let mut rows = Vec::with_capacity(limit);
         let mut rejected = Vec::new();
         let mut at_end = false;
-        let reader = self.open.as_mut().expect("opened");
         while rows.len() + rejected.len() < limit {
             let byte = reader.offset();
-            let item = reader.next_item().map_err(|source| SourceError::Io { file: path.clone(), byte, source })?;
+            let item = reader.next_item().map_err(|e| SourceError::Io { file: source.path.clone(), byte, source: e })?;
             match item {
                 None => {
                     at_end = true;
@@ -189,10 +157,10 @@ impl Hl7TableSource {
                 }
             }
         }
-        self.pos = Position { file, byte: reader.offset(), record: reader.items() as u64, line: 0, cursor: None };
+        *pos = Position { file, byte: reader.offset(), record: reader.items() as u64, line: 0, cursor: None };
         let columns: Vec<ArrayRef> = builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
         let batch = RecordBatch::try_new(self.schema.clone(), columns).expect("utf8 columns match the raw schema");
-        Ok((batch, rows, rejected, at_end))
+        Ok(FileRead { batch, rows, rejected, at_end })
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod csv_source;
 mod error;
+mod files;
 mod fixed_source;
 mod hl7_source;
 pub mod sql;
