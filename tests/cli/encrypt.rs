@@ -94,6 +94,12 @@ fn issue_5_encrypted_columns_round_trip_with_the_key_and_fail_clearly_without_it
         assert!(out.stderr().contains("the plan's keyring holds"), "{}", out.stderr());
         let out = run(ehrlift().arg("read").arg(dest.join("people")).arg("--plan").arg(&plan).args(["--columns", "nope"])).expect(2);
         assert!(out.stderr().contains("nope"), "{}", out.stderr());
+        // A keyring that cannot be used says why, not "pass --plan".
+        let key_file = std::fs::read_dir(tmp.path().join("keyring")).unwrap().flatten().next().unwrap().path();
+        std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        let out = run(ehrlift().arg("read").arg(dest.join("people")).arg("--plan").arg(&plan)).expect(2);
+        assert!(out.stderr().contains("the plan's keyring") && !out.stderr().contains("pass --plan"), "{}", out.stderr());
+        assert!(out.stdout().is_empty());
     }
 }
 

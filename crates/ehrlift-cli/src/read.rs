@@ -54,9 +54,13 @@ pub fn cmd_read(
     cloud: &CloudSettings,
 ) -> Result<u8, Failure> {
     let (store, keys) = objects(url, plan.map_or("", |p| p.project.as_str()), cloud)?;
-    // Local column keys unwrap with the plan's project key, when its keyring holds one.
+    // Local column keys unwrap with the plan's project key, when its keyring holds one. A
+    // keyring that cannot be read (permissions, a damaged file) is that error, not "no key".
     let local_key = match plan.map(|p| (&p.keys, p)) {
-        Some((KeysConfig::Local { .. }, p)) => ehrlift_pipeline::key_provider(p, None)?.load().ok().flatten(),
+        Some((KeysConfig::Local { .. }, p)) => {
+            let provider = ehrlift_pipeline::key_provider(p, None)?;
+            provider.load().map_err(|e| Failure { class: e.class(), message: format!("the plan's keyring: {e}") })?
+        }
         _ => None,
     };
     let unwrap = ehrlift_pipeline::key_unwrapper(cloud, local_key);
