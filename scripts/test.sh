@@ -14,4 +14,7 @@ fi
 # without it the S3 tests skip with a notice, and under CI=true they fail.
 source scripts/moto.sh
 moto_start
+# infra/ and the Dockerfile parsed and checked for the guarantees infra/README.md states
+# (a venv under ~/.cache on first use; without it a notice, and under CI=true a failure).
+python3 scripts/check_infra.py
 cargo test --workspace --locked "$@"
