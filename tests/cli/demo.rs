@@ -153,4 +153,18 @@ fn issue_2_json_logs_are_one_json_object_per_line_with_table_fields() {
     assert_eq!(finished.len(), 3, "{}", r.stderr());
     assert!(finished.iter().all(|l| l["table"].is_string() && l["rows_read"].is_u64() && l["level"] == "INFO"));
     assert!(lines.iter().any(|l| l["message"] == "run complete" && l["manifest"].as_str().is_some_and(|m| m.ends_with("manifest.json"))));
+    // Lines inside the run list its span with the run id, and inside a table's work the
+    // table's span: a log stack can group every line by run and table.
+    let run_id = lines.iter().find(|l| l["message"] == "run started").unwrap()["run_id"].clone();
+    for l in &finished {
+        let spans = l["spans"].as_array().unwrap_or_else(|| panic!("no spans: {l}"));
+        assert_eq!(spans[0]["name"], "run");
+        assert_eq!(spans[0]["run_id"], run_id);
+        assert_eq!((&spans[1]["name"], &spans[1]["table"]), (&serde_json::json!("table"), &l["table"]), "{l}");
+    }
+    // Plain logs keep to the events' own fields.
+    let plain = run(ehrlift().arg("run").arg(repo().join("mappings/demo/ehrlift.toml")).arg("--dest").arg(url(&tmp.path().join("plain"))))
+        .expect(0);
+    let line = plain.stderr().lines().find(|l| l.contains("table finished")).unwrap().to_owned();
+    assert!(!line.contains("run_id") && line.matches("table=").count() == 1, "{line}");
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use ehrlift_core::{Reporter, TableEvent};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
 
 pub fn stderr_is_terminal() -> bool {
     io::stderr().is_terminal()
@@ -65,11 +67,17 @@ pub fn init_tracing(json: bool, verbose: u8, ui: Ui) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("EHRLIFT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(ui).with_target(false);
+    let layer = tracing_subscriber::fmt::layer().with_writer(ui).with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
     if json {
-        builder.json().flatten_event(true).with_current_span(false).init();
+        // Each line lists the spans it happened in: `{"name":"run","run_id":…}` and, inside
+        // a table's work, `{"name":"table","table":…}`, for log stacks to group by.
+        registry.with(layer.json().flatten_event(true).with_current_span(false).with_span_list(true)).init();
     } else {
-        builder.with_ansi(stderr_is_terminal()).compact().init();
+        // People read the fields the events carry: ehrlift's own run and table spans would
+        // repeat them on every line (other spans, like the AWS SDK's at -vv, still show).
+        let ours = |m: &tracing::Metadata<'_>| m.is_span() && m.target().starts_with("ehrlift") && matches!(m.name(), "run" | "table");
+        registry.with(layer.with_ansi(stderr_is_terminal()).compact().with_filter(filter_fn(move |m| !ours(m)))).init();
     }
 }
 

@@ -248,6 +248,8 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         None => chrono::NaiveDate::parse_from_str(state.started_at.get(..10).unwrap_or_default(), "%Y-%m-%d")
             .map_err(|_| PipelineError::Corrupt { key: STATE_KEY.into(), message: "`started_at` is not an RFC 3339 time".into() })?,
     };
+    // Every log line from here on carries the run id (JSON logs list their spans).
+    let _run_span = tracing::info_span!("run", run_id = %state.run_id).entered();
     let privacy = prepared.finish(plan, store, &state.run_id, state.attempts, reference_date)?;
     let r = &plan.run;
     tracing::info!(
@@ -380,6 +382,7 @@ fn run_tables<'p>(
             opts.reporter.event(ehrlift_core::TableEvent::Skipped { table: m.table.clone() });
             return Ok((m, names, progress));
         }
+        let _table_span = tracing::info_span!("table", table = %m.table).entered();
         let kernels = TableKernels::compile(m);
         // Fresh data keys for every attempt at a table: a key never encrypts more than one run's parts.
         let keys = match &privacy.wrapper {
@@ -402,12 +405,14 @@ fn run_tables<'p>(
         };
         Ok((m, names, run_table(store, job, progress)?))
     };
+    let run_span = tracing::Span::current();
     std::thread::scope(|scope| {
         for w in 0..plan.run.jobs.clamp(1, n.max(1)) {
-            let (one, next, failed, results) = (&one, &next, &failed, &results);
+            let (one, next, failed, results, run_span) = (&one, &next, &failed, &results, &run_span);
             std::thread::Builder::new()
                 .name(format!("ehrlift-table-{w}"))
                 .spawn_scoped(scope, move || {
+                    let _run = run_span.enter();
                     loop {
                         if failed.load(Ordering::SeqCst) {
                             return;

@@ -160,10 +160,14 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
     // send fails, so no thread waits forever on a writer that gave up.
     let raw_rx = std::sync::Arc::new(std::sync::Mutex::new(raw_rx));
 
+    // The reader and converters log inside the table's span (run id and table).
+    let span = tracing::Span::current();
     std::thread::scope(|scope| {
+        let reader_span = span.clone();
         let reader = std::thread::Builder::new()
             .name("ehrlift-read".into())
             .spawn_scoped(scope, move || {
+                let _span = reader_span.enter();
                 let mut in_part = 0u64;
                 for index in 0u64.. {
                     let limit = batch_rows.min((part_rows - in_part) as usize);
@@ -197,10 +201,11 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
             .map_err(failed("reader"))?;
         let mut workers = Vec::with_capacity(converters);
         for _ in 0..converters {
-            let (tx, raw_rx) = (tx.clone(), raw_rx.clone());
+            let (tx, raw_rx, span) = (tx.clone(), raw_rx.clone(), span.clone());
             let worker = std::thread::Builder::new()
                 .name("ehrlift-convert".into())
                 .spawn_scoped(scope, move || {
+                    let _span = span.enter();
                     loop {
                         // The lock is held only to take the next batch.
                         let next = raw_rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
