@@ -78,6 +78,15 @@ fn issue_7_shipped_adt_plan_loads_the_corpus_and_quarantines_the_malformed_files
     let r = run(&mut shipped("hl7-adt", &dest, &keyring)).expect(0);
     run(ehrlift().arg("verify").arg(&dest)).expect(0);
     let tables = r.json()["tables"].clone();
+    // Every item is accounted for: rows, quarantined or passed over as another type.
+    let m = manifest(&dest);
+    for (t, mt) in tables.as_array().unwrap().iter().zip(m["tables"].as_array().unwrap()) {
+        assert_eq!(t["rows_passed_over"], mt["rows_passed_over"]);
+        assert!(t["rows_passed_over"].as_u64().unwrap() > 50, "ORU, SIU, MDM … messages: {t}");
+    }
+    // Both tables pass over the same non-ADT messages (an ADT message without a PV1 is
+    // read by `visits` and simply gives no row).
+    assert_eq!(tables[0]["rows_passed_over"], tables[1]["rows_passed_over"]);
     let patients = table_rows(&dest, "patients");
     let visits = table_rows(&dest, "visits");
     assert_eq!(tables[0]["rows_written"].as_u64().unwrap() as usize, patients.len());

@@ -446,9 +446,11 @@ fn cmd_run(
         tracing::info!(run_id = %outcome.run_id, "run already finished; nothing to do (use --fresh to start over)");
     }
     for t in &outcome.tables {
+        // Items of other types (HL7, fixed-width) are named only where there were some.
+        let passed_over = (t.rows_passed_over > 0).then_some(t.rows_passed_over);
         tracing::info!(
             table = %t.table, rows_read = t.rows_read, rows_written = t.rows_written, rows_quarantined = t.rows_quarantined,
-            parts = t.parts, status = ?t.status, "table summary"
+            passed_over, parts = t.parts, status = ?t.status, "table summary"
         );
     }
     tracing::info!(run_id = %outcome.run_id, status = ?outcome.status, manifest = %format!("{}/{}", store.url(), outcome.manifest), "run complete");

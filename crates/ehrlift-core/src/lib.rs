@@ -39,6 +39,10 @@ pub struct SourceBatch {
     pub end: Position,
     /// Rows the source itself had to reject (bad encoding, ragged records).
     pub rejected: Vec<Rejection>,
+    /// Items between `start` and `end` that are not this table's to read (HL7 messages or
+    /// fixed-width records of other types): neither rows nor rejections, but counted so
+    /// the manifest accounts for every item of the input.
+    pub passed_over: u64,
 }
 
 /// Where one source row came from, to name it in quarantine without its values.

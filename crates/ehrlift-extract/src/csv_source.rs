@@ -185,7 +185,7 @@ impl CsvTableSource {
     fn emit(&mut self, batch: RecordBatch, rows: Vec<RowOrigin>, rejected: Vec<Rejection>, start: Position) -> SourceBatch {
         let seq = self.seq;
         self.seq += 1;
-        SourceBatch { table: self.table.clone(), seq, batch, rows, start, end: self.pos.clone(), rejected }
+        SourceBatch { table: self.table.clone(), seq, batch, rows, start, end: self.pos.clone(), rejected, passed_over: 0 }
     }
 
     fn advance_file(&mut self) {

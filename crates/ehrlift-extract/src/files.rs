@@ -14,6 +14,8 @@ pub(crate) struct FileRead {
     pub batch: RecordBatch,
     pub rows: Vec<RowOrigin>,
     pub rejected: Vec<Rejection>,
+    /// Items of other types passed over.
+    pub passed_over: u64,
     /// The file is read to its end.
     pub at_end: bool,
 }
@@ -74,14 +76,16 @@ impl<R> FileWalk<R> {
                 None => self.reader.insert(d.open(file, &self.pos)?),
             };
             let start = self.pos.clone();
-            let FileRead { batch, rows, rejected, at_end } = d.read(reader, file, &mut self.pos, limit)?;
-            if at_end && batch.num_rows() == 0 && rejected.is_empty() {
+            let FileRead { batch, rows, rejected, passed_over, at_end } = d.read(reader, file, &mut self.pos, limit)?;
+            // A read that found nothing at all ends the file; one that only passed items
+            // over is still a batch, so that the count reaches a commit record.
+            if at_end && batch.num_rows() == 0 && rejected.is_empty() && passed_over == 0 {
                 self.advance_file();
                 continue;
             }
             let seq = self.seq;
             self.seq += 1;
-            let out = SourceBatch { table: self.table.clone(), seq, batch, rows, start, end: self.pos.clone(), rejected };
+            let out = SourceBatch { table: self.table.clone(), seq, batch, rows, start, end: self.pos.clone(), rejected, passed_over };
             if at_end {
                 self.advance_file();
             }

@@ -127,6 +127,7 @@ impl RecordFiles for FixedRows {
         let mut rows = Vec::with_capacity(limit);
         let mut rejected = Vec::new();
         let mut at_end = false;
+        let before = self.skipped;
         let mut n = 0;
         while n < limit {
             let byte = pos.byte;
@@ -152,7 +153,7 @@ impl RecordFiles for FixedRows {
         }
         let columns: Vec<ArrayRef> = sink.0.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
         let batch = RecordBatch::try_new(self.schema.clone(), columns).expect("utf8 columns match the raw schema");
-        Ok(FileRead { batch, rows, rejected, at_end })
+        Ok(FileRead { batch, rows, rejected, passed_over: self.skipped - before, at_end })
     }
 }
 

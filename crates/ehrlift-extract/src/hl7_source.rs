@@ -119,6 +119,7 @@ impl RecordFiles for Hl7Rows {
         let mut rows = Vec::with_capacity(limit);
         let mut rejected = Vec::new();
         let mut at_end = false;
+        let before = self.skipped;
         while rows.len() + rejected.len() < limit {
             let byte = reader.offset();
             let item = reader.next_item().map_err(|e| SourceError::Io { file: source.path.clone(), byte, source: e })?;
@@ -160,7 +161,7 @@ impl RecordFiles for Hl7Rows {
         *pos = Position { file, byte: reader.offset(), record: reader.items() as u64, line: 0, cursor: None };
         let columns: Vec<ArrayRef> = builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
         let batch = RecordBatch::try_new(self.schema.clone(), columns).expect("utf8 columns match the raw schema");
-        Ok(FileRead { batch, rows, rejected, at_end })
+        Ok(FileRead { batch, rows, rejected, passed_over: self.skipped - before, at_end })
     }
 }
 

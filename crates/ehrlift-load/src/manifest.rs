@@ -178,6 +178,14 @@ pub struct CommitRecord {
     pub rows_quarantined: u64,
     /// Quarantine entries by reason code, cumulative.
     pub quarantine_reasons: BTreeMap<String, u64>,
+    /// HL7 messages or fixed-width records of other types passed over up to and
+    /// including this part (absent: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_passed_over: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How a table ended.
@@ -211,6 +219,9 @@ pub struct TableSummary {
     pub rows_quarantined: u64,
     /// Quarantine entries by reason code.
     pub quarantine_reasons: BTreeMap<String, u64>,
+    /// HL7 messages or fixed-width records of types the mapping does not read (absent: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_passed_over: u64,
     /// Parts committed.
     pub parts: u32,
 }

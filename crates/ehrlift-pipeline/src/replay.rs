@@ -44,6 +44,8 @@ pub struct TableProgress {
     pub rows_quarantined: u64,
     /// Quarantine entries by reason.
     pub quarantine_reasons: BTreeMap<String, u64>,
+    /// Items of other types passed over in committed parts.
+    pub rows_passed_over: u64,
     /// Set once the table finished.
     pub finished: Option<TableStatus>,
     /// Fingerprint of the file list the committed parts were read from.
@@ -63,6 +65,7 @@ impl TableProgress {
         self.rows_written = rec.rows_written;
         self.rows_quarantined = rec.rows_quarantined;
         self.quarantine_reasons = rec.quarantine_reasons.clone();
+        self.rows_passed_over = rec.rows_passed_over;
         self.files_fingerprint = Some(rec.files_fingerprint.clone());
         self.records.push(rec);
     }

@@ -311,6 +311,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
             rows_written: progress.rows_written,
             rows_quarantined: progress.rows_quarantined,
             quarantine_reasons: progress.quarantine_reasons,
+            rows_passed_over: progress.rows_passed_over,
             parts: progress.parts,
         });
     }

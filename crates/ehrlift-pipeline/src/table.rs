@@ -79,6 +79,7 @@ enum Msg {
         rejections: Vec<Rejection>,
         rows_read: u64,
         rows_rejected: u64,
+        passed_over: u64,
         start: Position,
         end: Position,
         /// The part is complete after this batch.
@@ -99,6 +100,7 @@ struct OpenPart {
     end: Position,
     rows_read: u64,
     rows_rejected: u64,
+    passed_over: u64,
     next_seq: u64,
 }
 
@@ -113,7 +115,17 @@ impl OpenPart {
         next_seq: u64,
     ) -> Result<Self, PipelineError> {
         let writer = PartWriter::create(store, &data_key(&job.mapping.table, number), job.privacy.schema().clone(), settings)?;
-        Ok(OpenPart { number, writer, rejections: Vec::new(), end: first.clone(), first, rows_read: 0, rows_rejected: 0, next_seq })
+        Ok(OpenPart {
+            number,
+            writer,
+            rejections: Vec::new(),
+            end: first.clone(),
+            first,
+            rows_read: 0,
+            rows_rejected: 0,
+            passed_over: 0,
+            next_seq,
+        })
     }
 }
 
@@ -213,13 +225,14 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
                         let msg = item.map(|r| match r {
                             None => Msg::End,
                             Some(RawBatch { raw, rows_read, close, bytes_done }) => {
-                                let (start, end, seq) = (raw.start.clone(), raw.end.clone(), raw.seq);
+                                let (start, end, seq, passed_over) = (raw.start.clone(), raw.end.clone(), raw.seq, raw.passed_over);
                                 let c = convert(kernels, privacy, raw);
                                 Msg::Batch {
                                     batch: c.batch,
                                     rejections: c.rejections,
                                     rows_read,
                                     rows_rejected: c.rows_rejected,
+                                    passed_over,
                                     start,
                                     end,
                                     close,
@@ -298,7 +311,7 @@ fn write_loop(
     let (mut read, mut quarantined) = (progress.rows_read, progress.rows_quarantined);
     for msg in rx {
         match msg? {
-            Msg::Batch { batch, rejections, rows_read, rows_rejected, start, end, close, next_seq, bytes_done } => {
+            Msg::Batch { batch, rejections, rows_read, rows_rejected, passed_over, start, end, close, next_seq, bytes_done } => {
                 let part = match open.as_mut() {
                     Some(p) => p,
                     None => open.insert(OpenPart::create(store, job, settings, progress.parts + 1, start, next_seq)?),
@@ -311,6 +324,7 @@ fn write_loop(
                 part.end = end;
                 part.rows_read += rows_read;
                 part.rows_rejected += rows_rejected;
+                part.passed_over += passed_over;
                 part.next_seq = next_seq;
                 read += rows_read;
                 quarantined += rows_rejected;
@@ -432,6 +446,7 @@ fn commit_part(store: &dyn ObjectStore, job: &TableJob<'_>, progress: &mut Table
         rows_written: progress.rows_written + objects[0].rows,
         rows_quarantined: progress.rows_quarantined + p.rows_rejected,
         quarantine_reasons: reasons,
+        rows_passed_over: progress.rows_passed_over + p.passed_over,
         objects,
     };
     put_json_new(store, &commit_key(job.run_id, table, p.number), &rec)?;

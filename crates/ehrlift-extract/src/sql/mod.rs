@@ -607,7 +607,7 @@ impl Emit<'_, '_> {
         rows.rows = 0;
         rows.bytes = 0;
         rows.bad.clear();
-        let out = SourceBatch { table: spec.table.clone(), seq: 0, batch, rows: good, start, end, rejected };
+        let out = SourceBatch { table: spec.table.clone(), seq: 0, batch, rows: good, start, end, rejected, passed_over: 0 };
         if self.reader.replies.send(Ok(Some(out))).is_err() {
             return Ok(false);
         }
