@@ -84,6 +84,17 @@ fn issue_7_shipped_adt_plan_loads_the_corpus_and_quarantines_the_malformed_files
         assert_eq!(t["rows_passed_over"], mt["rows_passed_over"]);
         assert!(t["rows_passed_over"].as_u64().unwrap() > 50, "ORU, SIU, MDM … messages: {t}");
     }
+    let report = run(ehrlift()
+        .args(["validate", "--full", "--json"])
+        .arg(repo().join("mappings/hl7-adt/ehrlift.toml"))
+        .env("EHRLIFT_DEST", tmp.path().join("report-dest"))
+        .env("EHRLIFT_KEYRING", &keyring)
+        .env_remove("HL7_DIR"));
+    for (t, rt) in tables.as_array().unwrap().iter().zip(report.json()["tables"].as_array().unwrap()) {
+        for k in ["rows_read", "rows_written", "rows_quarantined", "rows_passed_over"] {
+            assert_eq!(t[k], rt[k], "validate --full and the run agree on {k}");
+        }
+    }
     // Both tables pass over the same non-ADT messages (an ADT message without a PV1 is
     // read by `visits` and simply gives no row).
     assert_eq!(tables[0]["rows_passed_over"], tables[1]["rows_passed_over"]);
@@ -216,6 +227,7 @@ fn issue_7_no_value_of_any_message_reaches_a_log_an_error_or_the_output() {
         .env("HL7_DIR", tmp.path().join("hl7"))
         .env("EHRLIFT_DEST", &dest)
         .env("EHRLIFT_KEYRING", &keyring));
+    assert!(v.json()["tables"][0].get("rows_passed_over").is_none(), "every message is ADT: nothing passed over");
     let logs = format!("{}{}{}{}", r.stderr(), r.stdout(), v.stderr(), v.stdout());
     assert!(!logs.contains("SENTINEL"), "a value in a log or report");
     for (k, bytes) in objects(&dest) {

@@ -21,6 +21,7 @@ fn table(name: &str) -> TableReport {
         rows_written: 990,
         rows_quarantined: 10,
         quarantine_reasons: BTreeMap::from([("bad_date".to_string(), 7), ("overflow".to_string(), 3)]),
+        rows_passed_over: 0,
         columns: vec![
             ColumnReport {
                 name: "birth_year".into(),

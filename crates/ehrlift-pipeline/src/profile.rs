@@ -366,6 +366,7 @@ fn profile_table(
                     bytes_done = done;
                     let origins: Vec<RowOrigin> = raw.rows.clone();
                     let rows_read = (raw.rows.len() + raw.rejected.len()) as u64;
+                    st.rows_passed_over += raw.passed_over;
                     let (c, typed) = convert_keeping(&kernels, &privacy, *raw, true);
                     let typed: Vec<ArrayRef> = typed.unwrap_or_default();
                     st.add(&m, &origins, rows_read, &c, &typed, parents, scrubber);
@@ -417,6 +418,7 @@ impl TableOut {
                 rows_written: 0,
                 rows_quarantined: 0,
                 quarantine_reasons: BTreeMap::new(),
+                rows_passed_over: 0,
                 columns: Vec::new(),
                 key: None,
                 foreign_keys: Vec::new(),
@@ -519,6 +521,7 @@ impl TableOut {
             rows_written: written,
             rows_quarantined: st.rows_quarantined,
             quarantine_reasons: st.reasons.clone(),
+            rows_passed_over: st.rows_passed_over,
             columns,
             key,
             foreign_keys,

@@ -92,6 +92,9 @@ pub struct TableReport {
     pub rows_quarantined: u64,
     /// Quarantine entries by reason code.
     pub quarantine_reasons: BTreeMap<String, u64>,
+    /// HL7 messages or fixed-width records of types the mapping does not read (absent: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_passed_over: u64,
     /// Output columns.
     pub columns: Vec<ColumnReport>,
     /// The declared key's uniqueness, when the mapping declares one.
@@ -275,4 +278,8 @@ pub struct GateResult {
     pub passed: bool,
     /// What was measured against what.
     pub detail: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

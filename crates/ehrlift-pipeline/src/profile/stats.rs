@@ -106,6 +106,8 @@ pub(crate) struct TableStats {
     pub rows_read: u64,
     pub rows_written: u64,
     pub rows_quarantined: u64,
+    /// HL7 messages or fixed-width records of other types passed over.
+    pub rows_passed_over: u64,
     pub reasons: BTreeMap<String, u64>,
     pub columns: Vec<ColStats>,
     pub key: Option<KeyStats>,
@@ -194,6 +196,7 @@ impl TableStats {
             rows_read: 0,
             rows_written: 0,
             rows_quarantined: 0,
+            rows_passed_over: 0,
             reasons: BTreeMap::new(),
             columns,
             key,
