@@ -7,7 +7,7 @@
 use std::io::{self, Read};
 
 use crate::error::ParseError;
-use crate::framing::{FramingState, Messages};
+use crate::framing::{Chunk, FramingState, Messages};
 use crate::message::Message;
 
 /// Bytes read at a time (the window grows by doubling for a larger message).
@@ -27,13 +27,16 @@ pub struct Reader<R> {
     eof: bool,
     state: FramingState,
     max_item: usize,
+    /// The next item as `ready` framed it (chunk, its end and the read position after it,
+    /// relative to `start`, and the state after it), so it is not framed twice.
+    framed: Option<(Chunk, usize, usize, FramingState)>,
 }
 
 impl<R: Read> Reader<R> {
     /// Reads `src` from its first byte. One item (a message with its attachments) may
     /// be at most `max_item` bytes; a larger one is an `InvalidData` error.
     pub fn new(src: R, max_item: usize) -> Self {
-        Reader { src, buf: Vec::new(), start: 0, base: 0, eof: false, state: FramingState::default(), max_item }
+        Reader { src, buf: Vec::new(), start: 0, base: 0, eof: false, state: FramingState::default(), max_item, framed: None }
     }
 
     /// File offset of the next item: where a later reader resumes with [`Reader::skip_to`].
@@ -54,10 +57,9 @@ impl<R: Read> Reader<R> {
             if !self.ready()? {
                 break;
             }
-            let mut it = Messages::resume(&self.buf[self.start..], self.offset(), self.state);
-            it.next_chunk().expect("ready() found an item");
-            self.start += it.offset();
-            self.state = it.state();
+            let (_, _, after, state) = self.framed.take().expect("ready() framed an item");
+            self.start += after;
+            self.state = state;
         }
         Ok(self.offset() == offset)
     }
@@ -67,21 +69,24 @@ impl<R: Read> Reader<R> {
         if !self.ready()? {
             return Ok(None);
         }
-        let base = self.offset();
-        let mut it = Messages::resume(&self.buf[self.start..], base, self.state);
-        let (chunk, end) = it.next_chunk().expect("ready() found an item");
-        self.start += it.offset();
-        self.state = it.state();
+        let (chunk, end, after, state) = self.framed.take().expect("ready() framed an item");
+        // Emitting needs the window from the item's start and the state after framing it.
+        let mut it = Messages::resume(&self.buf[self.start..], self.base + self.start as u64, state);
+        self.start += after;
+        self.state = state;
         Ok(Some(it.emit(chunk, end)))
     }
 
-    /// Reads until the window holds a whole next item: `false` at the end of the file
-    /// (trailing envelope segments consumed).
+    /// Reads until the window holds a whole next item and frames it into `framed`:
+    /// `false` at the end of the file (trailing envelope segments consumed).
     fn ready(&mut self) -> io::Result<bool> {
         loop {
             let mut it = Messages::resume(&self.buf[self.start..], self.offset(), self.state);
             match it.next_chunk() {
-                Some(_) if it.bounded() || self.eof => return Ok(true),
+                Some((chunk, end)) if it.bounded() || self.eof => {
+                    self.framed = Some((chunk, end, it.offset(), it.state()));
+                    return Ok(true);
+                }
                 None if self.eof => {
                     self.start = self.buf.len();
                     self.state = it.state();
