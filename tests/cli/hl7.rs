@@ -281,3 +281,44 @@ fn issue_7_sigkill_mid_archive_then_rerun_gives_identical_output() {
     controls.dedup();
     assert_eq!((n, controls.len()), (60_000, 40_000), "each message once: C0..C39999 from a, C0..C19999 again from b");
 }
+
+/// With a message profile's constraints stated in the mapping (PID required, PID-3's
+/// assigning authority required), every file of `hl7v2/malformed` is quarantined with a
+/// reason, including the RSP^K22 that hl7apy rejects under IHE PDQ for a missing PID-3.4.
+#[test]
+fn issue_7_every_malformed_file_is_quarantined_under_a_plan_that_states_its_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("tables")).unwrap();
+    std::fs::write(
+        tmp.path().join("ehrlift.toml"),
+        format!(
+            "project = \"m\"\ninclude = [\"tables/*.toml\"]\n[privacy]\nprofile = \"custom\"\n[run]\nmax_quarantine_ratio = 1.0\n\
+[sources.h]\nkind = \"hl7\"\ndir = \"{}\"\n",
+            shared_data().join("hl7v2/malformed").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("tables/t.toml"),
+        "table = \"t\"\nsource = \"h\"\nfiles = \"**/*.hl7\"\n[hl7]\nrequired_segments = [\"PID\"]\n\
+[[columns]]\nname = \"control\"\nfrom = \"MSH-10\"\ntype = \"utf8\"\nrule = \"keep\"\n\
+[[columns]]\nname = \"authority\"\nfrom = \"PID-3[1].4\"\ntype = \"utf8\"\nnullable = false\nrule = \"keep\"\n",
+    )
+    .unwrap();
+    let dest = tmp.path().join("out");
+    run(ehrlift().args(["run", "--json"]).arg(tmp.path().join("ehrlift.toml")).arg("--dest").arg(url(&dest))).expect(0);
+    let q = quarantine(&dest, "t");
+    let quarantined: BTreeSet<&str> = q.iter().map(|(f, ..)| f.as_str()).collect();
+    let mut files = Vec::new();
+    for dir in std::fs::read_dir(shared_data().join("hl7v2/malformed")).unwrap().flatten() {
+        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            files.push(format!("{}/{}", dir.file_name().to_string_lossy(), f.file_name().to_string_lossy()));
+        }
+    }
+    assert_eq!(files.len(), 19);
+    for f in &files {
+        assert!(quarantined.contains(f.as_str()), "{f} is not in the quarantine");
+    }
+    let rsp = q.iter().find(|(f, ..)| f == "hl7apy/invalid_rsp_k21.hl7").unwrap();
+    assert_eq!((rsp.3.as_str(), rsp.4.as_str()), ("authority", "null_not_allowed"));
+}
