@@ -271,12 +271,17 @@ fn decode_field(
             }
             let s = f.range.start + offset;
             match enc {
-                Encoding::Ascii | Encoding::Latin1 if ascii_record => Ok(Slot::Record(s, s + bytes.len())),
+                Encoding::Ascii | Encoding::Latin1 | Encoding::Windows1252 if ascii_record => Ok(Slot::Record(s, s + bytes.len())),
                 Encoding::Ascii if bytes.is_ascii() => Ok(Slot::Record(s, s + bytes.len())),
                 Encoding::Ascii => Err(Fail::Bad(Reason::InvalidEncoding)),
                 Encoding::Latin1 if bytes.is_ascii() => Ok(Slot::Record(s, s + bytes.len())),
                 Encoding::Latin1 => {
                     scratch.extend(bytes.iter().map(|&b| char::from(b)));
+                    Ok(wrote(scratch))
+                }
+                Encoding::Windows1252 if bytes.is_ascii() => Ok(Slot::Record(s, s + bytes.len())),
+                Encoding::Windows1252 => {
+                    scratch.push_str(&encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0);
                     Ok(wrote(scratch))
                 }
                 Encoding::Cp037 => {

@@ -15,7 +15,7 @@
 //! ```toml
 //! [layout]
 //! name = "claims"              # required, free text
-//! encoding = "cp037"           # ascii (default) | latin1 | cp037 (EBCDIC US/Canada)
+//! encoding = "cp037"           # ascii (default) | latin1 | windows-1252 | cp037 (EBCDIC US/Canada)
 //! framing = "fixed"            # lines (default): LF or CRLF ends each record
 //!                              # fixed: records of exactly record_length bytes (RECFM=F)
 //! record_length = 20           # required for fixed; for lines, other lengths are wrong_length

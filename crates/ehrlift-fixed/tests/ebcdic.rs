@@ -253,6 +253,37 @@ length = 1
 }
 
 #[test]
+fn windows_1252_text_and_record_types() {
+    let layout = layout(
+        r#"
+[layout]
+name = "cp1252"
+encoding = "windows-1252"
+record_length = 10
+discriminator = { start = 1, length = 1 }
+[[record_types]]
+code = "€"
+name = "euro"
+  [[record_types.fields]]
+  name = "note"
+  start = 2
+  length = 9
+"#,
+    );
+    let mut file = Vec::new();
+    for note in ["“quoted”", "Žižek …", "naïve", "\u{81}x"] {
+        let text = format!("€{note:<9}");
+        let (bytes, _, bad) = encoding_rs::WINDOWS_1252.encode(&text);
+        assert!(!bad, "{note}");
+        file.extend_from_slice(&bytes);
+        file.extend(b"\n");
+    }
+    let got: Vec<_> = decode_all(&layout, &file).into_iter().map(|(_, v)| v[0].clone()).collect();
+    // 0x81 is undefined in Windows-1252: decoded as U+0081, as browsers (WHATWG) do.
+    assert_eq!(got, ["“quoted”", "Žižek …", "naïve", "\u{81}x"]);
+}
+
+#[test]
 fn text_padding_rules() {
     let layout = layout(
         r#"

@@ -83,14 +83,15 @@ name = "b"
   decimals = 3
 "#;
 
-fn layouts() -> &'static [Arc<Layout>; 3] {
-    static LAYOUTS: OnceLock<[Arc<Layout>; 3]> = OnceLock::new();
+fn layouts() -> &'static [Arc<Layout>; 4] {
+    static LAYOUTS: OnceLock<[Arc<Layout>; 4]> = OnceLock::new();
     LAYOUTS.get_or_init(|| {
         let make = |header: &str| Arc::new(Layout::from_toml(&format!("{header}{FIELDS}")).expect("the fuzz layouts load").layout);
         [
             make("[layout]\nname = \"l\"\nrecord_length = 24\ndiscriminator = { start = 1, length = 1 }\n"),
             make("[layout]\nname = \"p\"\nencoding = \"latin1\"\npad_short_lines = true\ndiscriminator = { start = 1, length = 1 }\n"),
             make("[layout]\nname = \"f\"\nencoding = \"cp037\"\nframing = \"fixed\"\nrecord_length = 24\ndiscriminator = { start = 1, length = 1 }\n"),
+            make("[layout]\nname = \"w\"\nencoding = \"windows-1252\"\nrecord_length = 24\ndiscriminator = { start = 1, length = 1 }\n"),
         ]
     })
 }
@@ -130,7 +131,10 @@ fuzz_target!(|data: &[u8]| {
             decode(l, l.framing(), rest, capacity);
             decode(l, Framing::Lines { max_line: 8 }, rest, capacity);
         }
-        2 => decode(&layouts()[1], layouts()[1].framing(), rest, capacity),
+        2 => {
+            decode(&layouts()[1], layouts()[1].framing(), rest, capacity);
+            decode(&layouts()[3], layouts()[3].framing(), rest, capacity);
+        }
         3 | 4 => decode(&layouts()[2], layouts()[2].framing(), rest, capacity),
         5 => {
             if let Ok(text) = std::str::from_utf8(rest) {

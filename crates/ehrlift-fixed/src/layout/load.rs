@@ -292,8 +292,16 @@ impl Cx {
                 }
                 "encoding" => {
                     encoding_line = key_line;
-                    encoding =
-                        self.choice(v, &what, &[("ascii", Encoding::Ascii), ("latin1", Encoding::Latin1), ("cp037", Encoding::Cp037)]);
+                    encoding = self.choice(
+                        v,
+                        &what,
+                        &[
+                            ("ascii", Encoding::Ascii),
+                            ("latin1", Encoding::Latin1),
+                            ("windows-1252", Encoding::Windows1252),
+                            ("cp037", Encoding::Cp037),
+                        ],
+                    );
                 }
                 "framing" => {
                     framing_line = key_line;
@@ -606,6 +614,13 @@ fn encode_code(code: &str, encoding: Encoding) -> Option<Vec<u8>> {
         .map(|c| match encoding {
             Encoding::Ascii => c.is_ascii().then_some(c as u8),
             Encoding::Latin1 => u8::try_from(u32::from(c)).ok(),
+            Encoding::Windows1252 => {
+                let mut buf = [0u8; 4];
+                match encoding_rs::WINDOWS_1252.encode(c.encode_utf8(&mut buf)) {
+                    (bytes, _, false) if bytes.len() == 1 => Some(bytes[0]),
+                    _ => None,
+                }
+            }
             Encoding::Cp037 => u8::try_from(u32::from(c)).ok().map(|b| crate::cp037::FROM_LATIN1[b as usize]),
         })
         .collect()

@@ -34,6 +34,9 @@ pub enum Encoding {
     Ascii,
     /// ISO-8859-1: every byte is the code point of the same value.
     Latin1,
+    /// Windows-1252 (what many "Latin-1" exports really are): ISO-8859-1 with printable
+    /// characters such as `€`, `“` and `”` in 0x80–0x9F, decoded as the WHATWG standard does.
+    Windows1252,
     /// EBCDIC code page 037 (IBM CCSID 37, US/Canada).
     Cp037,
 }
@@ -44,6 +47,7 @@ impl Encoding {
         match self {
             Encoding::Ascii => "ascii",
             Encoding::Latin1 => "latin1",
+            Encoding::Windows1252 => "windows-1252",
             Encoding::Cp037 => "cp037",
         }
     }
@@ -51,7 +55,7 @@ impl Encoding {
     /// The byte of an ASCII character in this encoding.
     pub(crate) fn byte_of(self, ascii: u8) -> u8 {
         match self {
-            Encoding::Ascii | Encoding::Latin1 => ascii,
+            Encoding::Ascii | Encoding::Latin1 | Encoding::Windows1252 => ascii,
             Encoding::Cp037 => crate::cp037::FROM_LATIN1[ascii as usize],
         }
     }
@@ -60,7 +64,7 @@ impl Encoding {
     #[inline]
     pub(crate) fn ascii_of(self, byte: u8) -> u8 {
         let c = match self {
-            Encoding::Ascii | Encoding::Latin1 => byte,
+            Encoding::Ascii | Encoding::Latin1 | Encoding::Windows1252 => byte,
             Encoding::Cp037 => crate::cp037::TO_LATIN1[byte as usize],
         };
         if c < 0x80 { c } else { 0xFF }
