@@ -48,6 +48,11 @@ pub fn csvkit_schema(csv: &str) -> Result<String, ImportError> {
                 format!("column {}: length 0 (a column of no bytes) is not supported", toml_str(&name)),
             ));
         }
+        // Layout positions are 1-based, so `start + length + 1` must fit (a fuzzed schema of
+        // usize::MAX once overflowed here).
+        if start.checked_add(length).and_then(|end| end.checked_add(1)).is_none() {
+            return Err(ImportError::new(Some(line), format!("column {}: `start` and `length` are past any record", toml_str(&name))));
+        }
         fields.push((name, start, length));
     }
     if fields.is_empty() {
@@ -86,5 +91,7 @@ mod tests {
         assert_eq!(e.line, Some(3));
         assert!(csvkit_schema("name,start,length\na,0,1\n").unwrap_err().message.contains("`column`"));
         assert!(csvkit_schema("column,start,length\na,0,1\na,1,1\n").unwrap_err().message.contains("defined twice"));
+        let huge = format!("column,start,length\na,0,1\nb,{},1\n", usize::MAX);
+        assert_eq!(csvkit_schema(&huge).unwrap_err().line, Some(3));
     }
 }
