@@ -136,13 +136,13 @@ impl RecordFiles for Hl7Rows {
                         column: Some(column.to_owned()),
                         reason,
                     };
-                    let code = msg.get("MSH-9.1").ok().flatten();
-                    let missing = self.spec.required_segments.iter().find(|s| msg.segments_with_id(s).next().is_none());
-                    if code.is_none() {
+                    let Some(code) = msg.get("MSH-9.1").ok().flatten() else {
                         rejected.push(whole("MSH-9", Reason::Hl7MissingMessageType));
-                    } else if !reads(&self.spec, &msg) {
+                        continue;
+                    };
+                    if !reads(&self.spec, &code, &msg) {
                         self.skipped += 1;
-                    } else if let Some(seg) = missing {
+                    } else if let Some(seg) = self.spec.required_segments.iter().find(|s| msg.segments_with_id(s).next().is_none()) {
                         rejected.push(whole(seg, Reason::Hl7MissingSegment));
                     } else if let Some(seg) = &self.spec.segment {
                         for ctx in msg.groups(seg) {
@@ -165,14 +165,13 @@ impl RecordFiles for Hl7Rows {
     }
 }
 
-/// Whether the mapping reads this message (by MSH-9.1 and MSH-9.2).
-fn reads(spec: &Hl7Table, msg: &Message<'_>) -> bool {
+/// Whether the mapping reads this message, whose MSH-9.1 is `code` (by it and MSH-9.2).
+fn reads(spec: &Hl7Table, code: &str, msg: &Message<'_>) -> bool {
     if spec.message_types.is_empty() {
         return true;
     }
-    let code = msg.get("MSH-9.1").ok().flatten().unwrap_or_default();
     let event = msg.get("MSH-9.2").ok().flatten().unwrap_or_default();
-    spec.reads(&code, &event)
+    spec.reads(code, &event)
 }
 
 /// Reads one row's values; on a value that cannot be decoded, the index of its path.
