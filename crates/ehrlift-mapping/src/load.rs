@@ -849,9 +849,14 @@ fn load_hl7_table(cx: &mut FileCx<'_>, section: Option<Spanned<Value>>) -> Hl7Ta
     }
 }
 
-/// Column keys a layout field may carry for the mappings that read it: its PHI tag and
-/// privacy rule (with the rule's parameters) and a description.
-const LAYOUT_COLUMN_KEYS: &[&str] = &["phi", "rule", "namespace", "shift_by", "to", "bounds", "keep_last", "description"];
+/// A column's privacy rule and the rule's parameters: what a layout field may give the
+/// columns that read it, with its `phi` tag (and a `description` for people).
+const RULE_KEYS: &[&str] = &["rule", "namespace", "shift_by", "to", "bounds", "keep_last"];
+
+/// Whether a layout field may carry `key` for the mappings that read it.
+fn layout_column_key(key: &str) -> bool {
+    key == "phi" || key == "description" || RULE_KEYS.contains(&key)
+}
 
 /// Reads a mapping's `[fixed]` section: the layout (the mapping's, else the source's)
 /// and the record type. The layout's bytes go into the mapping's hash.
@@ -886,8 +891,9 @@ fn load_fixed_table(
             return None;
         }
     };
+    let lines = Lines::new(&text);
     for (key, v) in &file.other {
-        let line = Lines::new(&text).line_of(v.span().start);
+        let line = lines.line_of(v.span().start);
         cx.diags.push(&layout_path, Some(line), format!("unknown key `{key}`"));
     }
     let layout = file.layout;
@@ -896,11 +902,11 @@ fn load_fixed_table(
             cx.diags.push(&layout_path, Some(rt.line()), format!("record type `{}`: unknown key `{key}`", rt.name()));
         }
         for f in rt.fields() {
-            for key in f.extra().keys().filter(|k| !LAYOUT_COLUMN_KEYS.contains(&k.as_str())) {
+            for key in f.extra().keys().filter(|k| !layout_column_key(k)) {
                 cx.diags.push(
                     &layout_path,
                     Some(f.line()),
-                    format!("field `{}`: unknown key `{key}`; a field may carry {}", f.name(), LAYOUT_COLUMN_KEYS.join(", ")),
+                    format!("field `{}`: unknown key `{key}`; a field may carry phi, {}, description", f.name(), RULE_KEYS.join(", ")),
                 );
             }
         }
@@ -943,7 +949,7 @@ fn inherit_from_layout(col: &mut Fields, fixed: &FixedTable, span: std::ops::Ran
         col.insert_missing("phi", phi.get_ref().clone(), span.clone());
     }
     if !col.has("rule") && extra.contains_key("rule") {
-        for key in ["rule", "namespace", "shift_by", "to", "bounds", "keep_last"] {
+        for &key in RULE_KEYS {
             if let Some(v) = extra.get(key) {
                 col.insert_missing(key, v.get_ref().clone(), span.clone());
             }
