@@ -40,16 +40,7 @@ pub(crate) fn cmd_import(
     }
     .map_err(|e| config(format!("{}{}: {}", input.display(), e.line.map(|l| format!(":{l}")).unwrap_or_default(), e.message)))?;
     match out {
-        None => {
-            use std::io::Write;
-            match std::io::stdout().lock().write_all(toml.as_bytes()) {
-                // A reader that stopped early (`| head`) is not an error.
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    return Err(Failure { class: ErrorClass::Transient, message: format!("cannot write to stdout: {e}") });
-                }
-                _ => {}
-            }
-        }
+        None => crate::write_stdout(&toml)?,
         Some(path) => {
             if path.exists() && !force {
                 return Err(config(format!("{} exists; pass --force to replace it", path.display())));

@@ -408,8 +408,20 @@ fn preflight_store(plan: &Plan, dest: &DestArgs) -> Result<Option<Box<dyn Object
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
     let s = serde_json::to_string_pretty(v).map_err(|e| Failure { class: ErrorClass::Internal, message: e.to_string() })?;
-    println!("{s}");
-    Ok(())
+    write_stdout(&format!("{s}\n"))
+}
+
+/// Writes a command's result to stdout. A reader that stopped early (`| head`) is not an
+/// error; any other write failure is.
+fn write_stdout(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure { class: ErrorClass::Transient, message: format!("cannot write to stdout: {e}") })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `run` flags that override the plan's `[run]` settings.
