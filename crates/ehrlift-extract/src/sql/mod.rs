@@ -23,6 +23,7 @@ pub mod introspect;
 mod mysql;
 mod pg;
 pub mod scaffold;
+mod split;
 mod sqlite;
 mod values;
 
@@ -36,6 +37,7 @@ use ehrlift_mapping::kernel::can_convert;
 use ehrlift_mapping::{DatabaseSource, Engine, Mapping, Relation, Resume, ZeroDates};
 
 pub use pg::PgSnapshot;
+pub use split::{Splits, split_points};
 pub use values::{CursorError, CursorSeal, KeyValue, Kind};
 
 use values::Builder;
@@ -86,6 +88,41 @@ pub struct TableSpec {
     pub classified: Vec<String>,
     /// PostgreSQL: the run's exported snapshot.
     pub snapshot: Option<String>,
+    /// Which keys this reader covers (sharded runs); the whole table by default.
+    pub range: KeyRange,
+}
+
+/// Which rows a reader covers (sharded runs): keys after `after` (exclusive) up to and
+/// including `upto`; `None` = unbounded on that side. Only keyed tables take a range.
+///
+/// Key values may be PHI: `Debug` shows only whether a side is bounded, and the values
+/// cross processes only sealed ([`CursorSeal`]).
+#[derive(Clone, Default, PartialEq)]
+pub struct KeyRange {
+    /// Exclusive lower bound: the starting cursor when there is no resume cursor.
+    pub after: Option<Vec<KeyValue>>,
+    /// Inclusive upper bound, added to every statement.
+    pub upto: Option<Vec<KeyValue>>,
+}
+
+impl KeyRange {
+    /// Whether the range is the whole table.
+    pub fn is_full(&self) -> bool {
+        self.after.is_none() && self.upto.is_none()
+    }
+}
+
+impl std::fmt::Debug for KeyRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let side = |k: &Option<Vec<KeyValue>>| match k {
+            Some(k) => format!("Some(<{} key value(s) withheld>)", k.len()),
+            None => "None".to_owned(),
+        };
+        f.debug_struct("KeyRange")
+            .field("after", &format_args!("{}", side(&self.after)))
+            .field("upto", &format_args!("{}", side(&self.upto)))
+            .finish()
+    }
 }
 
 impl TableSpec {
@@ -111,6 +148,7 @@ impl TableSpec {
             dropped: mapping.drop.clone(),
             classified: mapping.classified_source_columns().into_iter().map(str::to_owned).collect(),
             snapshot,
+            range: KeyRange::default(),
         }
     }
 
@@ -262,14 +300,18 @@ struct Opened {
 impl SqlTableSource {
     /// Connects, opens the read transaction and checks the columns against the mapping;
     /// reading starts after `resume` (its sealed cursor).
+    ///
+    /// A key range ([`TableSpec::range`]) limits the rows read; a resume cursor inside it
+    /// (always at or after its start) wins over its start.
     pub fn open(spec: TableSpec, resume: &Position, seal: Option<CursorSeal>) -> Result<Self, DbError> {
         let spec = Arc::new(spec);
+        check_range(&spec)?;
         let cursor = match (&resume.cursor, spec.key.is_empty()) {
             (Some(c), false) => {
                 let seal = seal.as_ref().ok_or_else(|| spec.error(ErrorClass::Internal, "a resume cursor but no key to open it"))?;
                 Some(seal.open(&spec.table, c).map_err(|e| spec.error(ErrorClass::Configuration, e.to_string()))?)
             }
-            _ => None,
+            _ => spec.range.after.clone(),
         };
         let (req_tx, req_rx) = sync_channel::<usize>(1);
         let (rep_tx, rep_rx) = sync_channel::<Reply>(1);
@@ -362,6 +404,25 @@ impl Drop for SqlTableSource {
             let _ = t.join();
         }
     }
+}
+
+/// A key range needs a key, and each of its sides a value per key column.
+fn check_range(spec: &TableSpec) -> Result<(), DbError> {
+    if spec.range.is_full() {
+        return Ok(());
+    }
+    if spec.key.is_empty() {
+        return Err(spec.error(ErrorClass::Internal, "a key range for a table read without a key"));
+    }
+    for side in [&spec.range.after, &spec.range.upto].into_iter().flatten() {
+        if side.len() != spec.key.len() {
+            return Err(spec.error(
+                ErrorClass::Internal,
+                format!("a key range bound has {} value(s) for a key of {} column(s)", side.len(), spec.key.len()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The reader thread's state.
@@ -537,6 +598,19 @@ fn check_columns(spec: &TableSpec, columns: &[SourceColumn]) -> Result<Vec<Kind>
     if problems.is_empty() { Ok(kinds) } else { Err(spec.error(ErrorClass::Configuration, problems.join("; "))) }
 }
 
+/// Where decoded rows go: the pipeline's batches ([`Emit`]), or the split sampler.
+pub(crate) trait RowSink {
+    /// After a row was added to `rows`. `Ok(false)`: stop reading.
+    fn after_row(&mut self, rows: &mut Rows) -> Result<bool, DbError>;
+}
+
+impl RowSink for Emit<'_, '_> {
+    /// Sends the batch when it is full. `Ok(false)`: the pipeline stopped.
+    fn after_row(&mut self, rows: &mut Rows) -> Result<bool, DbError> {
+        if rows.rows >= *self.limit || rows.bytes >= MAX_BATCH_BYTES { self.send(rows) } else { Ok(true) }
+    }
+}
+
 /// Hands full batches to the pipeline and waits for its next request.
 pub(crate) struct Emit<'r, 'a> {
     reader: &'r mut Reader<'a>,
@@ -545,11 +619,6 @@ pub(crate) struct Emit<'r, 'a> {
 }
 
 impl Emit<'_, '_> {
-    /// After a row: sends the batch when it is full. `Ok(false)`: the pipeline stopped.
-    pub(crate) fn after_row(&mut self, rows: &mut Rows) -> Result<bool, DbError> {
-        if rows.rows >= *self.limit || rows.bytes >= MAX_BATCH_BYTES { self.send(rows) } else { Ok(true) }
-    }
-
     /// Sends the collected rows as one batch, then waits for the next request.
     fn send(&mut self, rows: &mut Rows) -> Result<bool, DbError> {
         let spec = self.reader.spec;
@@ -647,22 +716,33 @@ pub(crate) fn select_list(engine: Engine, select: &[String]) -> String {
     select.iter().map(|c| quote_ident(engine, c)).collect::<Vec<_>>().join(", ")
 }
 
-/// A keyset chunk's `SELECT` with `?` placeholders (MySQL, SQLite), and the order in which
-/// the cursor's values bind to them; without a key, the whole table in one statement.
-pub(crate) fn keyset_select(spec: &TableSpec, select: &[String], after_cursor: bool) -> (String, Vec<usize>) {
+/// A keyset chunk's `SELECT` with `?` placeholders (MySQL, SQLite) and the values to bind
+/// to them in order: the rows after `after` and up to the spec's range end, if it has one.
+/// Without a key, the whole table in one statement.
+pub(crate) fn keyset_select<'a>(spec: &'a TableSpec, select: &[String], after: Option<&'a [KeyValue]>) -> (String, Vec<&'a KeyValue>) {
     let engine = spec.db.engine;
     let mut sql = format!("SELECT {} FROM {}", select_list(engine, select), from_item(spec));
-    let mut order = Vec::new();
+    let mut binds = Vec::new();
     if !spec.key.is_empty() {
-        if after_cursor {
-            let (pred, o) = keyset_predicate(engine, &spec.key, &mut || "?".to_owned());
-            sql.push_str(&format!(" WHERE {pred}"));
-            order = o;
+        // Expanded `OR` forms, not row values: MySQL cannot range-scan an index for a row
+        // value comparison.
+        let mut preds = Vec::new();
+        for (side, values) in [(Side::After, after), (Side::UpTo, spec.range.upto.as_deref())] {
+            if let Some(values) = values {
+                let (pred, order) = keyset_predicate(engine, &spec.key, side, &mut || "?".to_owned());
+                preds.push(pred);
+                binds.extend(order.into_iter().map(|i| &values[i]));
+            }
+        }
+        if !preds.is_empty() {
+            // A composite key's predicate is an `OR` of terms: parenthesized to be `AND`ed.
+            let wrap = |p: &String| if preds.len() > 1 && spec.key.len() > 1 { format!("({p})") } else { p.clone() };
+            sql.push_str(&format!(" WHERE {}", preds.iter().map(wrap).collect::<Vec<_>>().join(" AND ")));
         }
         let keys: Vec<String> = spec.key.iter().map(|k| quote_ident(engine, k)).collect();
         sql.push_str(&format!(" ORDER BY {} LIMIT {}", keys.join(", "), spec.chunk_rows));
     }
-    (sql, order)
+    (sql, binds)
 }
 
 /// Reads a chunk's row stream (MySQL, SQLite): each row decoded into `rows`, full batches
@@ -672,7 +752,7 @@ pub(crate) async fn read_rows<R>(
     mut stream: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
     decode: impl Fn(&R, &mut Rows),
     rows: &mut Rows,
-    emit: &mut Emit<'_, '_>,
+    emit: &mut impl RowSink,
 ) -> Result<Option<u64>, DbError> {
     use futures_util::TryStreamExt as _;
     let mut read = 0u64;
@@ -703,9 +783,24 @@ pub(crate) fn from_item(spec: &TableSpec) -> String {
     }
 }
 
-/// `a, b` (quoted) and the keyset predicate `(k1 > ?) OR (k1 = ? AND k2 > ?)` over
-/// placeholders, with the order the values bind in.
-pub(crate) fn keyset_predicate(engine: Engine, key: &[String], placeholder: &mut dyn FnMut() -> String) -> (String, Vec<usize>) {
+/// Which side of a key tuple a keyset predicate keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Keys after the tuple: `(k1, k2) > (v1, v2)`.
+    After,
+    /// Keys up to and including the tuple: `(k1, k2) <= (v1, v2)`.
+    UpTo,
+}
+
+/// The keyset predicate over placeholders, expanded from the row value comparison:
+/// `(k1 > ?) OR (k1 = ? AND k2 > ?)` for [`Side::After`], `(k1 < ?) OR (k1 = ? AND k2 <= ?)`
+/// for [`Side::UpTo`]; with the index of the key value each placeholder binds.
+pub(crate) fn keyset_predicate(
+    engine: Engine,
+    key: &[String],
+    side: Side,
+    placeholder: &mut dyn FnMut() -> String,
+) -> (String, Vec<usize>) {
     let mut ors = Vec::new();
     let mut order = Vec::new();
     for i in 0..key.len() {
@@ -714,11 +809,36 @@ pub(crate) fn keyset_predicate(engine: Engine, key: &[String], placeholder: &mut
             ands.push(format!("{} = {}", quote_ident(engine, k), placeholder()));
             order.push(j);
         }
-        ands.push(format!("{} > {}", quote_ident(engine, &key[i]), placeholder()));
+        let op = match side {
+            Side::After => ">",
+            Side::UpTo if i + 1 == key.len() => "<=",
+            Side::UpTo => "<",
+        };
+        ands.push(format!("{} {op} {}", quote_ident(engine, &key[i]), placeholder()));
         order.push(i);
         ors.push(format!("({})", ands.join(" AND ")));
     }
     (ors.join(" OR "), order)
+}
+
+/// A spec over `table` reading `columns` (which the test classifies), keyed by `key`.
+#[cfg(test)]
+pub(crate) fn spec_for_tests(engine: Engine, url: &str, table: &str, key: &[&str], columns: &[&str]) -> TableSpec {
+    let v = |s: &[&str]| s.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    TableSpec {
+        source_name: "legacy".into(),
+        db: DatabaseSource { engine, url: ehrlift_mapping::SecretUrl::new(url), zero_dates: ZeroDates::Quarantine, read_connections: 1 },
+        table: table.into(),
+        relation: Relation::Table(table.into()),
+        needed: v(columns),
+        declared: Vec::new(),
+        key: v(key),
+        chunk_rows: 700,
+        dropped: Vec::new(),
+        classified: v(columns),
+        snapshot: None,
+        range: KeyRange::default(),
+    }
 }
 
 #[cfg(test)]
@@ -743,11 +863,75 @@ mod tests {
     #[test]
     fn keyset_predicates_expand_for_every_index() {
         let mut n = 0;
-        let (p, order) = keyset_predicate(Engine::Mysql, &["a".into(), "b".into()], &mut || {
+        let (p, order) = keyset_predicate(Engine::Mysql, &["a".into(), "b".into()], Side::After, &mut || {
             n += 1;
             "?".into()
         });
         assert_eq!(p, "(`a` > ?) OR (`a` = ? AND `b` > ?)");
         assert_eq!(order, [0, 0, 1]);
+        assert_eq!(n, 3);
+        let (p, order) = keyset_predicate(Engine::Sqlite, &["a".into(), "b".into(), "c".into()], Side::UpTo, &mut || "?".into());
+        assert_eq!(p, r#"("a" < ?) OR ("a" = ? AND "b" < ?) OR ("a" = ? AND "b" = ? AND "c" <= ?)"#);
+        assert_eq!(order, [0, 0, 1, 0, 1, 2]);
+    }
+
+    #[test]
+    fn keyset_selects_stop_at_the_range_end() {
+        let (int, text) = (|i| KeyValue::Int(i), |s: &str| KeyValue::Text(s.into()));
+        // MySQL, one key column: after the cursor and up to the range end.
+        let mut s = spec_for_tests(Engine::Mysql, "mysql://h/db", "pts", &["id"], &["id", "note"]);
+        s.range.upto = Some(vec![int(30)]);
+        let after = [int(9)];
+        let (sql, binds) = keyset_select(&s, &select_columns(&s), Some(&after));
+        assert_eq!(sql, "SELECT `id`, `note` FROM `pts` WHERE (`id` > ?) AND (`id` <= ?) ORDER BY `id` LIMIT 700");
+        assert_eq!(binds, [&int(9), &int(30)]);
+        // The range's start is the reader's first cursor, not a predicate of its own.
+        s.range.after = Some(vec![int(3)]);
+        let (sql, binds) = keyset_select(&s, &select_columns(&s), None);
+        assert_eq!(sql, "SELECT `id`, `note` FROM `pts` WHERE (`id` <= ?) ORDER BY `id` LIMIT 700");
+        assert_eq!(binds, [&int(30)]);
+        // SQLite, a composite key: both expanded predicates, each parenthesized.
+        let mut s = spec_for_tests(Engine::Sqlite, "sqlite://x.db", "visits", &["site", "n"], &["note"]);
+        s.range.upto = Some(vec![text("b"), int(5)]);
+        let after = [text("a"), int(1)];
+        let (sql, binds) = keyset_select(&s, &select_columns(&s), Some(&after));
+        assert_eq!(
+            sql,
+            r#"SELECT "note", "site", "n" FROM "visits" WHERE (("site" > ?) OR ("site" = ? AND "n" > ?)) AND (("site" < ?) OR ("site" = ? AND "n" <= ?)) ORDER BY "site", "n" LIMIT 700"#
+        );
+        assert_eq!(binds, [&text("a"), &text("a"), &int(1), &text("b"), &text("b"), &int(5)]);
+        let (sql, binds) = keyset_select(&s, &select_columns(&s), None);
+        assert_eq!(
+            sql,
+            r#"SELECT "note", "site", "n" FROM "visits" WHERE ("site" < ?) OR ("site" = ? AND "n" <= ?) ORDER BY "site", "n" LIMIT 700"#
+        );
+        assert_eq!(binds, [&text("b"), &text("b"), &int(5)]);
+        // MySQL, a composite key, no range: as before.
+        let s = spec_for_tests(Engine::Mysql, "mysql://h/db", "visits", &["site", "n"], &["note"]);
+        let (sql, binds) = keyset_select(&s, &select_columns(&s), Some(&after));
+        assert_eq!(
+            sql,
+            "SELECT `note`, `site`, `n` FROM `visits` WHERE (`site` > ?) OR (`site` = ? AND `n` > ?) ORDER BY `site`, `n` LIMIT 700"
+        );
+        assert_eq!(binds.len(), 3);
+        // Without a key: the whole table, whatever the cursor.
+        let s = spec_for_tests(Engine::Sqlite, "sqlite://x.db", "log", &[], &["msg"]);
+        assert_eq!(keyset_select(&s, &select_columns(&s), None), (r#"SELECT "msg" FROM "log""#.to_owned(), Vec::new()));
+    }
+
+    #[test]
+    fn a_range_needs_a_key_and_withholds_its_values() {
+        let sentinel = KeyValue::Text("ZZSENTINEL".into());
+        let mut s = spec_for_tests(Engine::Sqlite, "sqlite:///nonexistent/x.db", "log", &[], &["msg"]);
+        s.range.upto = Some(vec![sentinel.clone()]);
+        // Refused before connecting: the file does not exist.
+        let e = SqlTableSource::open(s.clone(), &Position::default(), None).err().expect("refused");
+        assert_eq!(e.class, ErrorClass::Internal, "{e}");
+        assert!(!format!("{e} {e:?} {s:?}").contains("ZZSENTINEL"), "{s:?}");
+        // A bound of the wrong width is a bug too.
+        let mut s = spec_for_tests(Engine::Sqlite, "sqlite:///nonexistent/x.db", "visits", &["site", "n"], &["note"]);
+        s.range.after = Some(vec![sentinel]);
+        let e = SqlTableSource::open(s, &Position::default(), None).err().expect("refused");
+        assert!(e.class == ErrorClass::Internal && !e.to_string().contains("ZZSENTINEL"), "{e}");
     }
 }

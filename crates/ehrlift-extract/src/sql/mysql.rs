@@ -11,7 +11,7 @@ use sqlx::mysql::{MySql, MySqlConnection, MySqlRow};
 use sqlx::{AssertSqlSafe, Column, Connection, Decode, Executor, Row, Statement, TypeInfo};
 
 use super::values::{Builder, KeyValue, Kind};
-use super::{DbError, Emit, Rows, SourceColumn, TableSpec};
+use super::{DbError, RowSink, Rows, SourceColumn, TableSpec};
 
 pub(super) async fn connect(spec: &TableSpec) -> Result<MySqlConnection, DbError> {
     let mut conn = MySqlConnection::connect(spec.db.url.expose()).await.map_err(|e| spec.driver("cannot connect", &e))?;
@@ -119,25 +119,23 @@ pub(super) async fn chunk(
     kinds: &[Kind],
     cursor: Option<&[KeyValue]>,
     rows: &mut Rows,
-    emit: &mut Emit<'_, '_>,
+    emit: &mut impl RowSink,
 ) -> Result<Option<u64>, DbError> {
-    let (sql, order) = super::keyset_select(spec, select, cursor.is_some());
+    let (sql, binds) = super::keyset_select(spec, select, cursor);
     let mut q = sqlx::query(AssertSqlSafe(sql));
-    if let Some(cur) = cursor {
-        for &i in &order {
-            q = match &cur[i] {
-                KeyValue::Int(v) => q.bind(*v),
-                KeyValue::Uint(v) => q.bind(*v),
-                KeyValue::Text(v) => q.bind(v.clone()),
-                KeyValue::Bytes(v) => q.bind(v.clone()),
-                KeyValue::Date(d) => q.bind(chrono::NaiveDate::from_num_days_from_ce_opt(d + 719_163)),
-                KeyValue::Time(t) => {
-                    q.bind(chrono::NaiveTime::from_num_seconds_from_midnight_opt((t / 1_000_000) as u32, (t % 1_000_000 * 1000) as u32))
-                }
-                KeyValue::Micros(m) => q.bind(chrono::DateTime::from_timestamp_micros(*m).map(|d| d.naive_utc())),
-                KeyValue::Uuid(u) => q.bind(u.to_vec()),
-            };
-        }
+    for v in binds {
+        q = match v {
+            KeyValue::Int(v) => q.bind(*v),
+            KeyValue::Uint(v) => q.bind(*v),
+            KeyValue::Text(v) => q.bind(v.clone()),
+            KeyValue::Bytes(v) => q.bind(v.clone()),
+            KeyValue::Date(d) => q.bind(chrono::NaiveDate::from_num_days_from_ce_opt(d + 719_163)),
+            KeyValue::Time(t) => {
+                q.bind(chrono::NaiveTime::from_num_seconds_from_midnight_opt((t / 1_000_000) as u32, (t % 1_000_000 * 1000) as u32))
+            }
+            KeyValue::Micros(m) => q.bind(chrono::DateTime::from_timestamp_micros(*m).map(|d| d.naive_utc())),
+            KeyValue::Uuid(u) => q.bind(u.to_vec()),
+        };
     }
     super::read_rows(spec, q.fetch(&mut *conn), |row, rows| decode_row(row, kinds, rows), rows, emit).await
 }

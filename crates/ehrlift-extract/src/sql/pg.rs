@@ -17,7 +17,7 @@ use sqlx::postgres::{PgConnection, PgTypeKind};
 use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, Statement, TypeInfo};
 
 use super::values::{Builder, KeyValue, Kind, PG_EPOCH_DAYS, PG_EPOCH_MICROS};
-use super::{DbError, Emit, Rows, SourceColumn, TableSpec, from_item, quote_ident};
+use super::{DbError, Emit, RowSink, Rows, SourceColumn, TableSpec, from_item, quote_ident};
 use ehrlift_mapping::{ColumnType, DatabaseSource, Engine, Relation};
 
 /// Session settings of every connection: literals and times read the same everywhere, and
@@ -31,6 +31,13 @@ const SESSION_SETUP: &str = "SET application_name = 'ehrlift'; SET standard_conf
 pub(super) struct PgConn {
     conn: PgConnection,
     encoding: ServerEncoding,
+}
+
+impl PgConn {
+    /// The connection, for catalog queries.
+    pub(super) fn conn(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
 }
 
 /// Connects and sets the session up so values and errors are read the same everywhere.
@@ -181,7 +188,8 @@ fn kind_of(info: &sqlx::postgres::PgTypeInfo) -> Result<Kind, String> {
     })
 }
 
-/// The `COPY` of one keyset chunk: the rows after `after` (all rows without a key).
+/// The `COPY` of one keyset chunk: the rows after `after`, up to the spec's range end (all
+/// rows without a key).
 fn chunk_sql(spec: &TableSpec, select: &[String], columns: &[SourceColumn], after: Option<&[KeyValue]>) -> String {
     let exprs: Vec<String> = columns
         .iter()
@@ -199,16 +207,24 @@ fn chunk_sql(spec: &TableSpec, select: &[String], columns: &[SourceColumn], afte
     sql
 }
 
-/// ` [WHERE (k1, k2) > (literals)] ORDER BY k1, k2` for the rows after `after`.
+/// ` [WHERE (k1, k2) > (literals) [AND (k1, k2) <= (literals)]] ORDER BY k1, k2` for the
+/// rows after `after`, up to and including the spec's range end.
 fn keyset_tail(spec: &TableSpec, select: &[String], columns: &[SourceColumn], after: Option<&[KeyValue]>) -> String {
-    let keys: Vec<String> = spec.key.iter().map(|k| quote_ident(Engine::Postgres, k)).collect();
-    let mut sql = String::new();
+    let keys = spec.key.iter().map(|k| quote_ident(Engine::Postgres, k)).collect::<Vec<_>>().join(", ");
+    let kinds = key_kinds(spec, select, columns);
+    let tuple = |values: &[KeyValue]| values.iter().zip(&kinds).map(|(v, k)| literal(v, k)).collect::<Vec<_>>().join(", ");
+    let mut conds = Vec::new();
     if let Some(cur) = after {
-        let kinds = key_kinds(spec, select, columns);
-        let lits: Vec<String> = cur.iter().zip(kinds).map(|(v, k)| literal(v, k)).collect();
-        sql.push_str(&format!(" WHERE ({}) > ({})", keys.join(", "), lits.join(", ")));
+        conds.push(format!("({keys}) > ({})", tuple(cur)));
     }
-    sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
+    if let Some(upto) = &spec.range.upto {
+        conds.push(format!("({keys}) <= ({})", tuple(upto)));
+    }
+    let mut sql = String::new();
+    if !conds.is_empty() {
+        sql.push_str(&format!(" WHERE {}", conds.join(" AND ")));
+    }
+    sql.push_str(&format!(" ORDER BY {keys}"));
     sql
 }
 
@@ -225,7 +241,7 @@ pub(super) async fn chunk(
     columns: &[SourceColumn],
     cursor: Option<&[KeyValue]>,
     rows: &mut Rows,
-    emit: &mut Emit<'_, '_>,
+    emit: &mut impl RowSink,
 ) -> Result<Option<u64>, DbError> {
     let sql = chunk_sql(spec, select, columns, cursor);
     let mut decoder = CopyDecoder::new(columns, pg.encoding);
@@ -256,7 +272,7 @@ impl CopyDecoder {
 
     /// Decodes the whole tuples of `part` (and of what was left over); `Ok(false)` when
     /// the pipeline stopped asking.
-    fn feed(&mut self, spec: &TableSpec, part: &[u8], rows: &mut Rows, emit: &mut Emit<'_, '_>) -> Result<bool, DbError> {
+    fn feed(&mut self, spec: &TableSpec, part: &[u8], rows: &mut Rows, emit: &mut impl RowSink) -> Result<bool, DbError> {
         // The server sends one tuple per message: tuples are decoded straight from the
         // piece, and only a tuple split across pieces is assembled in `buf`.
         if self.buf.is_empty() {
@@ -383,8 +399,8 @@ enum FetcherDown {
     Failed(DbError),
 }
 
-/// The key of the `chunk_rows`-th row after `after`: the last key of the chunk that
-/// starts there, or `None` when that chunk is the table's last.
+/// The key of the `chunk_rows`-th row after `after` (within the spec's range): the last
+/// key of the chunk that starts there, or `None` when that chunk is the table's last.
 async fn boundary(
     pg: &mut PgConn,
     spec: &TableSpec,
@@ -392,15 +408,36 @@ async fn boundary(
     columns: &[SourceColumn],
     after: Option<&[KeyValue]>,
 ) -> Result<Option<Vec<KeyValue>>, DbError> {
+    let sql = boundary_sql(spec, select, columns, after);
+    let kinds: Vec<Kind> = key_kinds(spec, select, columns).into_iter().cloned().collect();
+    let mut found = copy_keys(pg, spec, &sql, &kinds, "cannot find the next chunk").await?;
+    if found.len() > 1 {
+        return Err(spec.error(ErrorClass::Internal, "malformed COPY tuple"));
+    }
+    Ok(found.pop())
+}
+
+/// The `COPY` of the key of the `chunk_rows`-th row after `after` (see [`boundary`]).
+fn boundary_sql(spec: &TableSpec, select: &[String], columns: &[SourceColumn], after: Option<&[KeyValue]>) -> String {
     let keys: Vec<String> = spec.key.iter().map(|k| quote_ident(Engine::Postgres, k)).collect();
-    let sql = format!(
+    format!(
         "COPY (SELECT {} FROM {}{} OFFSET {} LIMIT 1) TO STDOUT (FORMAT binary)",
         keys.join(", "),
         from_item(spec),
         keyset_tail(spec, select, columns, after),
         spec.chunk_rows - 1
-    );
-    let kinds: Vec<Kind> = key_kinds(spec, select, columns).into_iter().cloned().collect();
+    )
+}
+
+/// Runs a small binary `COPY` whose columns are the key columns (of `kinds`, in key order)
+/// and returns each row's key: a chunk boundary, a statistics histogram.
+pub(super) async fn copy_keys(
+    pg: &mut PgConn,
+    spec: &TableSpec,
+    sql: &str,
+    kinds: &[Kind],
+    doing: &str,
+) -> Result<Vec<Vec<KeyValue>>, DbError> {
     let mut rows = Rows {
         builders: kinds.iter().map(super::values::Builder::new).collect(),
         key_at: Vec::new(),
@@ -412,36 +449,44 @@ async fn boundary(
         zero_dates: spec.db.zero_dates,
     };
     let mut data = Vec::new();
-    let mut stream = pg.conn.copy_out_raw(&sql).await.map_err(|e| spec.driver("cannot find the next chunk", &e))?;
+    let mut stream = pg.conn.copy_out_raw(sql).await.map_err(|e| spec.driver(doing, &e))?;
     while let Some(part) = stream.next().await {
-        data.extend_from_slice(&part.map_err(|e| spec.driver("cannot find the next chunk", &e))?);
+        data.extend_from_slice(&part.map_err(|e| spec.driver(doing, &e))?);
     }
     drop(stream);
     let Some(Ok(mut pos)) = parse_header(&data) else { return Err(spec.error(ErrorClass::Internal, "unexpected COPY header")) };
-    match tuple_len(&data[pos..], kinds.len()) {
-        Ok(Some(0)) => return Ok(None),
-        Ok(Some(len)) => {
-            decode_tuple(&data[pos..pos + len], &kinds, pg.encoding, &mut rows);
-            pos += len;
+    loop {
+        match tuple_len(&data[pos..], kinds.len()) {
+            Ok(Some(0)) if pos + 2 == data.len() => break,
+            Ok(Some(len)) if len > 0 => {
+                decode_tuple(&data[pos..pos + len], kinds, pg.encoding, &mut rows);
+                pos += len;
+                rows.rows += 1;
+            }
+            _ => return Err(spec.error(ErrorClass::Internal, "malformed COPY tuple")),
         }
-        _ => return Err(spec.error(ErrorClass::Internal, "malformed COPY tuple")),
     }
-    if !rows.bad.is_empty() || tuple_len(&data[pos..], kinds.len()) != Ok(Some(0)) {
+    if !rows.bad.is_empty() {
         return Err(spec.error(ErrorClass::Internal, "malformed COPY tuple"));
     }
-    let mut key = Vec::with_capacity(kinds.len());
-    for (b, name) in rows.builders.iter_mut().zip(&spec.key) {
-        match KeyValue::of(b.finish().as_ref(), 0) {
-            Some(v) => key.push(v),
-            None => {
-                return Err(spec.error(
-                    ErrorClass::Configuration,
-                    format!("key column `{name}` holds a NULL; keyset reading needs a non-null key, or resume = \"restart_table\""),
-                ));
+    let arrays: Vec<_> = rows.builders.iter_mut().map(|b| b.finish()).collect();
+    let mut out = Vec::with_capacity(rows.rows);
+    for i in 0..rows.rows {
+        let mut key = Vec::with_capacity(kinds.len());
+        for (a, name) in arrays.iter().zip(&spec.key) {
+            match KeyValue::of(a.as_ref(), i) {
+                Some(v) => key.push(v),
+                None => {
+                    return Err(spec.error(
+                        ErrorClass::Configuration,
+                        format!("key column `{name}` holds a NULL; keyset reading needs a non-null key, or resume = \"restart_table\""),
+                    ));
+                }
             }
         }
+        out.push(key);
     }
-    Ok(Some(key))
+    Ok(out)
 }
 
 /// Most blocks a fetcher holds before its backend waits.
@@ -608,7 +653,7 @@ fn consume(
     kinds: &[Kind],
     encoding: ServerEncoding,
     rows: &mut Rows,
-    emit: &mut Emit<'_, '_>,
+    emit: &mut impl RowSink,
 ) -> Result<Option<usize>, DbError> {
     let mut pos = 0;
     if !st.header {
@@ -644,7 +689,7 @@ fn consume(
 }
 
 /// The untyped literal of a key value: PostgreSQL coerces it to the column's type.
-fn literal(v: &KeyValue, kind: &Kind) -> String {
+pub(super) fn literal(v: &KeyValue, kind: &Kind) -> String {
     let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
     match v {
         KeyValue::Int(i) => i.to_string(),
@@ -963,6 +1008,52 @@ mod tests {
             v.extend(d.to_be_bytes());
         }
         v
+    }
+
+    fn column(name: &str, kind: Kind) -> SourceColumn {
+        SourceColumn { name: name.into(), kind: Ok(kind), as_text: false }
+    }
+
+    #[test]
+    fn chunks_and_chunk_starts_stop_at_the_range_end() {
+        let text = |s: &str| KeyValue::Text(s.into());
+        // One key column.
+        let mut s = super::super::spec_for_tests(Engine::Postgres, "postgres://h/db", "pts", &["id"], &["id", "note"]);
+        let select = super::super::select_columns(&s);
+        let columns = [column("id", Kind::I32), column("note", Kind::Text)];
+        s.range.upto = Some(vec![KeyValue::Int(30)]);
+        assert_eq!(
+            chunk_sql(&s, &select, &columns, None),
+            r#"COPY (SELECT "id", "note" FROM "pts" WHERE ("id") <= (30) ORDER BY "id" LIMIT 700) TO STDOUT (FORMAT binary)"#
+        );
+        assert_eq!(
+            chunk_sql(&s, &select, &columns, Some(&[KeyValue::Int(9)])),
+            r#"COPY (SELECT "id", "note" FROM "pts" WHERE ("id") > (9) AND ("id") <= (30) ORDER BY "id" LIMIT 700) TO STDOUT (FORMAT binary)"#
+        );
+        assert_eq!(
+            boundary_sql(&s, &select, &columns, Some(&[KeyValue::Int(9)])),
+            r#"COPY (SELECT "id" FROM "pts" WHERE ("id") > (9) AND ("id") <= (30) ORDER BY "id" OFFSET 699 LIMIT 1) TO STDOUT (FORMAT binary)"#
+        );
+        // A composite key of text and a timestamp with time zone; literals are escaped.
+        let mut s = super::super::spec_for_tests(Engine::Postgres, "postgres://h/db", "emr.visits", &["site", "at"], &["note"]);
+        let select = super::super::select_columns(&s);
+        let columns = [column("note", Kind::Text), column("site", Kind::Text), column("at", Kind::TimestampTz)];
+        s.range.upto = Some(vec![text("O'Hare"), KeyValue::Micros(0)]);
+        let after = [text("A"), KeyValue::Micros(-1)];
+        assert_eq!(
+            chunk_sql(&s, &select, &columns, Some(&after)),
+            r#"COPY (SELECT "note", "site", "at" FROM "emr"."visits" WHERE ("site", "at") > ('A', '1969-12-31 23:59:59.999999+00') AND ("site", "at") <= ('O''Hare', '1970-01-01 00:00:00.000000+00') ORDER BY "site", "at" LIMIT 700) TO STDOUT (FORMAT binary)"#
+        );
+        assert_eq!(
+            boundary_sql(&s, &select, &columns, None),
+            r#"COPY (SELECT "site", "at" FROM "emr"."visits" WHERE ("site", "at") <= ('O''Hare', '1970-01-01 00:00:00.000000+00') ORDER BY "site", "at" OFFSET 699 LIMIT 1) TO STDOUT (FORMAT binary)"#
+        );
+        // No range: as before.
+        s.range.upto = None;
+        assert_eq!(
+            boundary_sql(&s, &select, &columns, None),
+            r#"COPY (SELECT "site", "at" FROM "emr"."visits" ORDER BY "site", "at" OFFSET 699 LIMIT 1) TO STDOUT (FORMAT binary)"#
+        );
     }
 
     #[test]

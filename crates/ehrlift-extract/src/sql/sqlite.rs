@@ -11,7 +11,7 @@ use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::{AssertSqlSafe, Column, ConnectOptions, Decode, Executor, Row, Statement, TypeInfo, ValueRef};
 
 use super::values::{Builder, KeyValue, Kind};
-use super::{DbError, Emit, Rows, SourceColumn, TableSpec};
+use super::{DbError, RowSink, Rows, SourceColumn, TableSpec};
 
 pub(super) async fn connect(spec: &TableSpec) -> Result<SqliteConnection, DbError> {
     let opts = SqliteConnectOptions::from_str(spec.db.url.expose()).map_err(|e| spec.driver("bad sqlite URL", &e))?.read_only(true);
@@ -51,20 +51,18 @@ pub(super) async fn chunk(
     kinds: &[Kind],
     cursor: Option<&[KeyValue]>,
     rows: &mut Rows,
-    emit: &mut Emit<'_, '_>,
+    emit: &mut impl RowSink,
 ) -> Result<Option<u64>, DbError> {
-    let (sql, order) = super::keyset_select(spec, select, cursor.is_some());
+    let (sql, binds) = super::keyset_select(spec, select, cursor);
     let mut q = sqlx::query(AssertSqlSafe(sql));
-    if let Some(cur) = cursor {
-        for &i in &order {
-            q = match &cur[i] {
-                KeyValue::Int(v) => q.bind(*v),
-                KeyValue::Uint(v) => q.bind(*v as i64),
-                KeyValue::Text(v) => q.bind(v.clone()),
-                KeyValue::Bytes(v) => q.bind(v.clone()),
-                other => unreachable!("SQLite keys are integers, text or bytes (see `kind_of`), not {}", key_kind(other)),
-            };
-        }
+    for v in binds {
+        q = match v {
+            KeyValue::Int(v) => q.bind(*v),
+            KeyValue::Uint(v) => q.bind(*v as i64),
+            KeyValue::Text(v) => q.bind(v.clone()),
+            KeyValue::Bytes(v) => q.bind(v.clone()),
+            other => unreachable!("SQLite keys are integers, text or bytes (see `kind_of`), not {}", key_kind(other)),
+        };
     }
     super::read_rows(spec, q.fetch(&mut *conn), |row, rows| decode_row(row, kinds, rows), rows, emit).await
 }
