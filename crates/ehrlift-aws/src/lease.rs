@@ -1,6 +1,7 @@
-//! The run lease: an object `_ehrlift/run.lock` created only if absent, renewed by its
-//! holder with `If-Match`, and taken over only when expired or left by a dead process of
-//! this host. A holder that loses it stops committing.
+//! Leases: an object (`_ehrlift/run.lock` for an unsharded run, one per shard of a
+//! sharded run) created only if absent, renewed by its holder with `If-Match`, and taken
+//! over only when expired or left by a dead process of this host. A holder that loses it
+//! stops committing.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -18,8 +19,8 @@ use crate::config;
 use crate::error::Failure;
 use crate::s3::{Cond, Inner, Sse};
 
-/// Key of the lease object, under the store's prefix.
-pub const LOCK_KEY: &str = "_ehrlift/run.lock";
+/// Key of an unsharded run's lease object, under the store's prefix.
+pub use ehrlift_load::LOCK_KEY;
 /// How long a lease lasts without renewal.
 const TTL: Duration = Duration::from_secs(60);
 /// How often the holder renews it.
@@ -143,10 +144,10 @@ fn lost(inner: &Inner, why: &str) -> StoreError {
     StoreError::Locked(format!("{} (lease lost: {why}; this run writes nothing more)", inner.root_url()))
 }
 
-/// Takes the run lease of the store.
-pub(crate) fn acquire(inner: &Arc<Inner>) -> Result<S3Lease, StoreError> {
-    let full_key = inner.full_key(LOCK_KEY)?;
-    let sse = inner.sse(LOCK_KEY)?;
+/// Takes the lease `key` of the store.
+pub(crate) fn acquire(inner: &Arc<Inner>, key: &str) -> Result<S3Lease, StoreError> {
+    let full_key = inner.full_key(key)?;
+    let sse = inner.sse(key)?;
     let state = State { inner: inner.clone(), full_key, sse, held: Mutex::new((LeaseBody::new(), String::new())) };
     let url = state.url();
     let mine = state.held.lock().unwrap_or_else(|p| p.into_inner()).0.clone();

@@ -489,7 +489,9 @@ impl ObjectStore for S3Store {
         let list_prefix = match (self.inner.prefix.as_str(), rel) {
             ("", "") => String::new(),
             (root, "") => format!("{root}/"),
-            (_, rel) => format!("{}/", self.inner.full_key(rel)?),
+            // A folder, or the start of keys (one slice's parts beside another's).
+            (_, rel) if prefix.ends_with('/') => format!("{}/", self.inner.full_key(rel)?),
+            (_, rel) => self.inner.full_key(rel)?,
         };
         let what = format!("s3://{}/{list_prefix}", self.inner.bucket);
         let mut uploads = Vec::new();
@@ -537,8 +539,8 @@ impl ObjectStore for S3Store {
         Ok(aborted)
     }
 
-    fn lock_run(&self) -> Result<Box<dyn std::any::Any + Send>, StoreError> {
-        Ok(Box::new(lease::acquire(&self.inner)?))
+    fn lock(&self, key: &str) -> Result<Box<dyn std::any::Any + Send>, StoreError> {
+        Ok(Box::new(lease::acquire(&self.inner, key)?))
     }
 }
 

@@ -288,6 +288,16 @@ fn abort_and_drop_leave_no_upload_and_sweep_finds_killed_ones() {
     assert_eq!(store.sweep_incomplete("t/").unwrap(), 1);
     assert!(moto.open_uploads(&bucket).is_empty());
     assert!(store.list("").unwrap().is_empty(), "nothing became visible");
+
+    // Two shards' slices of one table side by side: a sweep by name prefix takes only its own.
+    for key in ["t/slice-0001-part-000001.parquet", "t/slice-0002-part-000001.parquet"] {
+        let mut w = store.writer(key).unwrap();
+        w.write_all(&data).unwrap();
+        std::mem::forget(w);
+    }
+    assert_eq!(store.sweep_incomplete("t/slice-0001-").unwrap(), 1);
+    assert_eq!(moto.open_uploads(&bucket), vec!["p/t/slice-0002-part-000001.parquet".to_owned()]);
+    assert_eq!(store.sweep_incomplete("t/").unwrap(), 1);
 }
 
 #[test]
@@ -385,6 +395,12 @@ fn the_run_lock_is_exclusive_and_released_on_drop() {
     assert!(matches!(&e, StoreError::Locked(m) if m.contains(&format!("pid {}", std::process::id()))), "{e}");
     let second = open_s3(&format!("s3://{bucket}/dest"), S3Settings::new(&arn, "proj"), &moto.aws()).unwrap();
     assert!(matches!(second.lock_run(), Err(StoreError::Locked(_))), "another store on the same destination");
+    // Shards' leases are locks of their own keys: each exclusive, independent of the others.
+    let shard0 = second.lock("_ehrlift/leases/r/shard-0000.lock").expect("a shard's lease is its own lock");
+    assert!(matches!(store.lock("_ehrlift/leases/r/shard-0000.lock"), Err(StoreError::Locked(_))), "one holder per shard");
+    let shard1 = store.lock("_ehrlift/leases/r/shard-0001.lock").unwrap();
+    drop((shard0, shard1));
+    assert!(store.list("_ehrlift/leases/").unwrap().is_empty(), "released leases are deleted");
     let lock: serde_json::Value = serde_json::from_slice(&store.get(LOCK_KEY).unwrap().unwrap()).unwrap();
     for field in ["owner", "host", "pid", "acquired_at", "expires_at"] {
         assert!(lock.get(field).is_some(), "{field} in {lock}");

@@ -12,12 +12,17 @@ mod verify;
 
 pub use decrypt::{KeyUnwrap, ReadError, is_encrypted, open_parquet, project};
 pub use manifest::{
-    CommitRecord, FileDigest, Manifest, ModularEncryption, ObjectEntry, ObjectKind, ProjectKeyEntry, RunState, RunStatus, TableStatus,
-    TableSummary, WrappedKeyId,
+    CommitRecord, FileDigest, Manifest, ModularEncryption, ObjectEntry, ObjectKind, ProjectKeyEntry, RunState, RunStatus, SealedKeyRange,
+    ShardsInfo, SliceSummary, TableStatus, TableSummary, WrappedKeyId,
 };
-pub use manifest::{FORMAT_VERSION, STATE_KEY, commit_key, data_key, manifest_key, quarantine_key, run_prefix};
+pub use manifest::{
+    FORMAT_VERSION, STATE_KEY, commit_key, commit_key_in, commit_prefix, data_key, data_key_in, manifest_key, quarantine_key,
+    quarantine_key_in, run_prefix, slice_tag,
+};
 pub use part::{ColumnKey, PartEncryption, PartSettings, PartWriter, WrittenPart};
-pub use store::{DestinationEncryption, LocalStore, ObjectEncryption, ObjectMeta, ObjectStore, ObjectWriter, StoreError, open_store};
+pub use store::{
+    DestinationEncryption, LOCK_KEY, LocalStore, ObjectEncryption, ObjectMeta, ObjectStore, ObjectWriter, StoreError, open_store,
+};
 pub use verify::{Finding, FindingKind, VerifyError, VerifyReport, verify};
 
 /// SHA-256 of `bytes`, lowercase hex: the one digest ehrlift records everywhere.

@@ -30,17 +30,48 @@ pub fn manifest_key(run_id: &str) -> String {
 
 /// Key of a part's commit record.
 pub fn commit_key(run_id: &str, table: &str, part: u32) -> String {
-    format!("{}commits/{table}/{part:06}.json", run_prefix(run_id))
+    commit_key_in(run_id, table, None, part)
 }
 
 /// Data object key of a part: `<table>/part-000001.parquet`.
 pub fn data_key(table: &str, part: u32) -> String {
-    format!("{table}/part-{part:06}.parquet")
+    data_key_in(table, None, part)
 }
 
 /// Quarantine object key of a part: `_quarantine/<table>/part-000001.parquet`.
 pub fn quarantine_key(table: &str, part: u32) -> String {
-    format!("_quarantine/{table}/part-{part:06}.parquet")
+    quarantine_key_in(table, None, part)
+}
+
+/// Where a slice's objects start within its table's prefix: `slice-0003-` for slice 3
+/// of a table a sharded run split, nothing for a whole table.
+pub fn slice_tag(slice: Option<u32>) -> String {
+    slice.map(|s| format!("slice-{s:04}-")).unwrap_or_default()
+}
+
+/// Prefix of the commit records of a table, or of one slice of it
+/// (`_ehrlift/runs/<run>/commits/<table>/slice-0003/`).
+pub fn commit_prefix(run_id: &str, table: &str, slice: Option<u32>) -> String {
+    match slice {
+        None => format!("{}commits/{table}/", run_prefix(run_id)),
+        Some(s) => format!("{}commits/{table}/slice-{s:04}/", run_prefix(run_id)),
+    }
+}
+
+/// Key of a part's commit record, within a slice when the table is split.
+pub fn commit_key_in(run_id: &str, table: &str, slice: Option<u32>, part: u32) -> String {
+    format!("{}{part:06}.json", commit_prefix(run_id, table, slice))
+}
+
+/// Data object key of a part: `<table>/part-000001.parquet`, or
+/// `<table>/slice-0003-part-000001.parquet` within a slice.
+pub fn data_key_in(table: &str, slice: Option<u32>, part: u32) -> String {
+    format!("{table}/{}part-{part:06}.parquet", slice_tag(slice))
+}
+
+/// Quarantine object key of a part, within a slice when the table is split.
+pub fn quarantine_key_in(table: &str, slice: Option<u32>, part: u32) -> String {
+    format!("_quarantine/{table}/{}part-{part:06}.parquet", slice_tag(slice))
 }
 
 /// Where a run stands.
@@ -68,8 +99,11 @@ pub struct RunState {
     pub status: RunStatus,
     /// RFC 3339 start time of the run's first attempt.
     pub started_at: String,
-    /// Attempts so far (1 on the first).
+    /// Attempts so far (1 on the first). A sharded run counts attempts per shard instead.
     pub attempts: u32,
+    /// Shards of a sharded run (`--shard I/N`): N; absent for a run of one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
 }
 
 /// A file's path and SHA-256.
@@ -100,8 +134,11 @@ pub struct ObjectEntry {
     pub kind: ObjectKind,
     /// Output table.
     pub table: String,
-    /// Part number, from 1.
+    /// Part number, from 1 (within its slice, when the table is split).
     pub part: u32,
+    /// Slice of the table (sharded runs that split it), from 1; absent for a whole table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<u32>,
     /// Size in bytes.
     pub bytes: u64,
     /// SHA-256, hex.
@@ -224,6 +261,63 @@ pub struct TableSummary {
     pub rows_passed_over: u64,
     /// Parts committed.
     pub parts: u32,
+    /// The table's slices, when a sharded run split it (source positions of a slice's
+    /// objects index that slice's `files`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<SliceSummary>,
+}
+
+/// One slice of a table a sharded run split: which rows it covers and what it wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceSummary {
+    /// Slice number, from 1.
+    pub slice: u32,
+    /// Slices of the table.
+    pub of: u32,
+    /// Shard that ran it (0-based).
+    pub shard: u32,
+    /// How it ended.
+    pub status: TableStatus,
+    /// Its source files (file slices), in the order its positions index them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// Its key range (database slices): bounds sealed with the project key, because a
+    /// key value may be PHI; absent bound = open end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_range: Option<SealedKeyRange>,
+    /// Source rows read.
+    pub rows_read: u64,
+    /// Rows written.
+    pub rows_written: u64,
+    /// Rows quarantined.
+    pub rows_quarantined: u64,
+    /// Items of other types passed over (absent: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_passed_over: u64,
+    /// Parts committed.
+    pub parts: u32,
+}
+
+/// A key range `(after, upto]` with sealed bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedKeyRange {
+    /// Keys after this one (exclusive); absent: from the first key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Keys up to and including this one; absent: to the last key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upto: Option<String>,
+}
+
+/// How a sharded run was spread, in its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardsInfo {
+    /// Shards (N of `--shard I/N`).
+    pub count: u32,
+    /// Work units the plan was split into.
+    pub units: u32,
+    /// Attempts of each shard, by shard index.
+    pub attempts: Vec<u32>,
 }
 
 /// The run manifest: the audit record, and what `verify` checks objects against.
@@ -273,6 +367,9 @@ pub struct Manifest {
     pub attempts: u32,
     /// Complete or failed.
     pub status: RunStatus,
+    /// How a sharded run was spread over its shards; absent for a run of one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardsInfo>,
     /// Per-table totals.
     pub tables: Vec<TableSummary>,
     /// Every object, in table and part order.

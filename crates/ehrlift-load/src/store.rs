@@ -156,15 +156,22 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes an object; absent is fine.
     fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Removes what killed writers left under `prefix` (temp files here; incomplete
-    /// multipart uploads on S3). Returns how many were removed.
+    /// multipart uploads on S3). Returns how many were removed. A prefix ending in `/`
+    /// is a folder; otherwise it is the start of keys (`t/slice-0003-`), so one slice's
+    /// leftovers are swept without touching another process's writes beside them.
     fn sweep_incomplete(&self, prefix: &str) -> Result<usize, StoreError>;
-    /// Takes the destination's exclusive run lock, held until the guard drops; a second
-    /// run on the same destination fails instead of interleaving with the first.
-    fn lock_run(&self) -> Result<Box<dyn std::any::Any + Send>, StoreError>;
+    /// Takes the exclusive lock `key` (a lease object on S3, a file lock here), held
+    /// until the guard drops; a second holder fails instead of interleaving with the first.
+    fn lock(&self, key: &str) -> Result<Box<dyn std::any::Any + Send>, StoreError>;
+    /// Takes the destination's exclusive run lock (`_ehrlift/run.lock`): a second
+    /// unsharded run on the same destination fails instead of interleaving with the first.
+    fn lock_run(&self) -> Result<Box<dyn std::any::Any + Send>, StoreError> {
+        self.lock(LOCK_KEY)
+    }
 }
 
-/// Key of the local run lock.
-const LOCK_KEY: &str = "_ehrlift/run.lock";
+/// Key of the run lock of an unsharded run.
+pub const LOCK_KEY: &str = "_ehrlift/run.lock";
 
 /// Opens the store of a destination URL.
 pub fn open_store(url: &str) -> Result<Box<dyn ObjectStore>, StoreError> {
@@ -218,16 +225,26 @@ impl LocalStore {
     }
 
     fn sweep_temp(&self, prefix: &str) -> Result<usize, StoreError> {
-        let dir = if prefix.is_empty() { self.root.clone() } else { self.path(prefix.trim_end_matches('/'))? };
+        // A folder, or a folder and the start of names in it (temp files are `.<name>…`).
+        let (dir, start) = match prefix.rsplit_once('/') {
+            _ if prefix.is_empty() => (self.root.clone(), String::new()),
+            Some((folder, "")) => (self.path(folder)?, String::new()),
+            Some((folder, name)) => (self.path(folder)?, format!(".{name}")),
+            None => (self.root.clone(), format!(".{prefix}")),
+        };
         let mut removed = 0;
-        let mut stack = vec![dir];
+        let mut stack = vec![dir.clone()];
         while let Some(d) = stack.pop() {
             let Ok(entries) = fs::read_dir(&d) else { continue };
             for e in entries.flatten() {
                 let p = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
                 if p.is_dir() {
-                    stack.push(p);
-                } else if e.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) {
+                    // Below a name prefix only names in the folder itself match.
+                    if start.is_empty() {
+                        stack.push(p);
+                    }
+                } else if name.ends_with(TEMP_SUFFIX) && (d != dir || name.starts_with(&start)) {
                     fs::remove_file(&p).map_err(|source| StoreError::Io {
                         op: "remove temp file",
                         key: p.display().to_string(),
@@ -320,9 +337,9 @@ impl ObjectStore for LocalStore {
         self.sweep_temp(prefix)
     }
 
-    fn lock_run(&self) -> Result<Box<dyn std::any::Any + Send>, StoreError> {
-        let path = self.path(LOCK_KEY)?;
-        let io_err = |source| StoreError::Io { op: "lock", key: LOCK_KEY.to_owned(), source };
+    fn lock(&self, key: &str) -> Result<Box<dyn std::any::Any + Send>, StoreError> {
+        let path = self.path(key)?;
+        let io_err = |source| StoreError::Io { op: "lock", key: key.to_owned(), source };
         fs::create_dir_all(path.parent().expect("lock has a parent")).map_err(io_err)?;
         let file = OpenOptions::new().write(true).create(true).truncate(false).open(&path).map_err(io_err)?;
         match file.try_lock() {
@@ -410,6 +427,25 @@ mod tests {
         for k in ["", "/abs", "a/../b", "a//b", "./a"] {
             assert!(matches!(store.writer(k), Err(StoreError::InvalidKey(_))), "{k}");
         }
+    }
+
+    #[test]
+    fn a_sweep_by_name_prefix_leaves_other_slices_writes_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().to_path_buf());
+        // Two killed writers side by side: slices 1 and 2 of table `t`, and one below.
+        for key in ["t/slice-0001-part-000001.parquet", "t/slice-0002-part-000001.parquet", "t/sub/slice-0001-x"] {
+            let mut w = store.writer(key).unwrap();
+            w.write_all(b"x").unwrap();
+            w.flush().unwrap();
+            std::mem::forget(w);
+        }
+        let temps = |d: &str| {
+            fs::read_dir(dir.path().join(d)).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(TEMP_SUFFIX)).count()
+        };
+        assert_eq!(store.sweep_incomplete("t/slice-0001-").unwrap(), 1);
+        assert_eq!((temps("t"), temps("t/sub")), (1, 1), "slice 2's write and the sub-folder's are kept");
+        assert_eq!(store.sweep_incomplete("t/").unwrap(), 2, "a folder prefix sweeps everything below it");
     }
 
     #[test]
