@@ -24,6 +24,10 @@ pub fn ehrlift() -> Command {
     static KEYRING: std::sync::LazyLock<tempfile::TempDir> = std::sync::LazyLock::new(|| tempfile::tempdir().unwrap());
     let mut c = Command::new(env!("CARGO_BIN_EXE_ehrlift"));
     c.env_remove("EHRLIFT_DEST").env_remove("EHRLIFT_LOG").env("EHRLIFT_KEYRING", KEYRING.path()).arg("--progress").arg("log");
+    // A test runner inside a batch job must not make every run a shard.
+    for var in ["EHRLIFT_SHARD", "EHRLIFT_SHARDS", "AWS_BATCH_JOB_ARRAY_INDEX", "AWS_BATCH_JOB_ARRAY_SIZE", "JOB_COMPLETION_INDEX"] {
+        c.env_remove(var);
+    }
     c
 }
 

@@ -17,4 +17,5 @@ mod report;
 mod report_html;
 mod resume;
 mod s3;
+mod shard;
 mod synthea;

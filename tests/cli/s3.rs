@@ -111,6 +111,22 @@ impl Moto {
         out
     }
 
+    /// Keys under `prefix/` (full keys), without reading the objects.
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut pages = self.s3.list_objects_v2().bucket(bucket).prefix(format!("{prefix}/")).into_paginator().send();
+        while let Some(page) = self.rt.block_on(pages.next()) {
+            out.extend(page.unwrap().contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        }
+        out
+    }
+
+    /// One object's bytes (full key).
+    pub fn object(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let body = self.rt.block_on(async { self.s3.get_object().bucket(bucket).key(key).send().await.unwrap().body.collect().await });
+        body.unwrap().into_bytes().to_vec()
+    }
+
     /// SSE algorithm, KMS key id and bucket-key flag of an object.
     pub fn head(&self, bucket: &str, key: &str) -> (String, String, bool) {
         let h = self.rt.block_on(self.s3.head_object().bucket(bucket).key(key).send()).unwrap();

@@ -88,6 +88,25 @@ enum Command {
         /// Tables extracted at the same time, 1 to 64 (default: the plan's `[run] jobs`, else 1).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
         jobs: Option<u16>,
+        /// Run shard I of N (0-based) of a sharded run. Without it the shard comes from
+        /// EHRLIFT_SHARD=I/N, AWS Batch (AWS_BATCH_JOB_ARRAY_INDEX, AWS_BATCH_JOB_ARRAY_SIZE)
+        /// or a Kubernetes Indexed Job (JOB_COMPLETION_INDEX, with EHRLIFT_SHARDS=N).
+        #[arg(long, value_name = "I/N", conflicts_with = "fresh")]
+        shard: Option<ehrlift_pipeline::Shard>,
+    },
+    /// Finish a sharded run: check every shard committed all its units and write the run
+    /// manifest. The last shard to finish does this itself; exit 3 while shards are
+    /// still to finish (a scheduler may retry).
+    ///
+    /// Example: ehrlift finalize mappings/demo/ehrlift.toml --dest s3://bucket/demo
+    Finalize {
+        /// The plan file.
+        plan: PathBuf,
+        #[command(flatten)]
+        dest: DestArgs,
+        /// Print the outcome as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Scaffold a plan and one mapping per table from a database's catalog.
     ///
@@ -322,9 +341,14 @@ fn main() -> ExitCode {
     progress::init_tracing(cli.log_format == LogFormat::Json, cli.verbose, ui.clone());
     install_panic_hook();
     let result = match &cli.command {
-        Command::Run { plan, dest, fresh, json, encode_threads, jobs } => {
-            cmd_run(&cli, &ui, plan, dest, *fresh, *json, RunOverrides { encode_threads: *encode_threads, jobs: *jobs })
+        Command::Run { plan, dest, fresh, json, encode_threads, jobs, shard } => {
+            let overrides = RunOverrides { encode_threads: *encode_threads, jobs: *jobs };
+            match shard.map(Some).map_or_else(|| ehrlift_pipeline::Shard::from_env(|k| std::env::var(k).ok()), Ok).map_err(config) {
+                Ok(shard) => cmd_run(&cli, &ui, plan, dest, *fresh, *json, overrides, shard),
+                Err(e) => Err(e),
+            }
         }
+        Command::Finalize { plan, dest, json } => cmd_finalize(plan, dest, *json),
         Command::Init { source, source_env, schema, out, project, sample_rows, force } => {
             let url = match (source, source_env) {
                 (Some(u), _) => Ok(u.clone()),
@@ -430,6 +454,7 @@ struct RunOverrides {
     jobs: Option<u16>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn cmd_run(
     cli: &Cli,
     ui: &progress::Ui,
@@ -438,6 +463,7 @@ fn cmd_run(
     fresh: bool,
     json: bool,
     overrides: RunOverrides,
+    shard: Option<ehrlift_pipeline::Shard>,
 ) -> Result<u8, Failure> {
     let mut plan = load(plan_path)?;
     if let Some(n) = overrides.encode_threads {
@@ -452,27 +478,60 @@ fn cmd_run(
         _ if ui.bars() => Arc::new(progress::BarReporter::new(ui.clone())),
         _ => Arc::new(progress::LogReporter::new(std::time::Duration::from_secs(cli.progress_interval.max(1)))),
     };
-    let outcome = ehrlift_pipeline::run(&plan, store.as_ref(), &RunOptions { fresh, reporter })?;
+    let opts = RunOptions { fresh, reporter };
+    let outcome = match shard {
+        Some(shard) => ehrlift_pipeline::run_shard(&plan, store.as_ref(), &opts, shard)?,
+        None => ehrlift_pipeline::run(&plan, store.as_ref(), &opts)?,
+    };
     ui.clear();
+    report_outcome(&outcome, store.as_ref(), json)
+}
+
+/// Logs a run's (or shard's) outcome, prints it as JSON if asked, and gives its exit status.
+fn report_outcome(outcome: &ehrlift_pipeline::RunOutcome, store: &dyn ObjectStore, json: bool) -> Result<u8, Failure> {
     if outcome.already_finished {
-        tracing::info!(run_id = %outcome.run_id, "run already finished; nothing to do (use --fresh to start over)");
+        match &outcome.shard {
+            Some(shard) if outcome.status == RunStatus::Running => {
+                tracing::info!(run_id = %outcome.run_id, %shard, "shard already finished; nothing to do")
+            }
+            Some(shard) => tracing::info!(run_id = %outcome.run_id, %shard, "run already finished; nothing to do"),
+            None => tracing::info!(run_id = %outcome.run_id, "run already finished; nothing to do (use --fresh to start over)"),
+        }
     }
+    // Run id and shard on every line, as the run's own lines carry them in their span.
+    let _span = tracing::info_span!("run", run_id = %outcome.run_id, shard = outcome.shard.as_deref()).entered();
     for t in &outcome.tables {
         // Items of other types (HL7, fixed-width) are named only where there were some.
         let passed_over = (t.rows_passed_over > 0).then_some(t.rows_passed_over);
+        let slices = (!t.slices.is_empty()).then_some(t.slices.len());
         tracing::info!(
             table = %t.table, rows_read = t.rows_read, rows_written = t.rows_written, rows_quarantined = t.rows_quarantined,
-            passed_over, parts = t.parts, status = ?t.status, "table summary"
+            passed_over, parts = t.parts, slices, status = ?t.status, "table summary"
         );
     }
-    tracing::info!(run_id = %outcome.run_id, status = ?outcome.status, manifest = %format!("{}/{}", store.url(), outcome.manifest), "run complete");
-    if json {
-        print_json(&outcome)?;
+    if outcome.status == RunStatus::Running {
+        let pending = outcome.pending_shards.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        tracing::info!(run_id = %outcome.run_id, pending_shards = %pending, "shard complete; the last shard to finish writes the run manifest");
+    } else {
+        tracing::info!(run_id = %outcome.run_id, status = ?outcome.status, manifest = %format!("{}/{}", store.url(), outcome.manifest), "run complete");
     }
-    Ok(match outcome.status {
-        RunStatus::Complete => 0,
-        _ => ErrorClass::Data.exit_code() as u8,
-    })
+    if json {
+        print_json(outcome)?;
+    }
+    // A shard's own tables decide its status until the run is finalized.
+    let failed = match outcome.status {
+        RunStatus::Complete => false,
+        RunStatus::Failed => true,
+        RunStatus::Running => outcome.tables.iter().any(|t| t.status != ehrlift_load::TableStatus::Complete),
+    };
+    Ok(if failed { ErrorClass::Data.exit_code() as u8 } else { 0 })
+}
+
+fn cmd_finalize(plan_path: &Path, dest: &DestArgs, json: bool) -> Result<u8, Failure> {
+    let plan = load(plan_path)?;
+    let store = store_for(&plan, dest)?;
+    let outcome = ehrlift_pipeline::finalize(&plan, store.as_ref())?;
+    report_outcome(&outcome, store.as_ref(), json)
 }
 
 fn cmd_validate(plan_path: &Path, dest: &DestArgs, json: bool) -> Result<u8, Failure> {

@@ -314,6 +314,9 @@ fn check_run(cx: &mut FileCx<'_>, doc: &Fields, run: &RunSettings) {
     if run.jobs == 0 || run.jobs > 64 {
         cx.error(line, "[run]: `jobs` must be from 1 to 64");
     }
+    if run.shard_unit_mib == 0 {
+        cx.error(line, "[run]: `shard_unit_mib` must be at least 1");
+    }
     if run.encode_threads > 256 {
         cx.error(line, "[run]: `encode_threads` must be from 0 (one per core) to 256");
     }

@@ -212,6 +212,10 @@ pub struct RunSettings {
     /// Tables extracted at the same time (each with its own reader, converters and
     /// encoders; for databases, its own connection).
     pub jobs: usize,
+    /// Sharded runs: the least work (MiB of files, or of estimated rows at 256 bytes
+    /// each) worth a unit of its own; a table larger than this and than its share of
+    /// the run is split into slices (file lists, or key ranges).
+    pub shard_unit_mib: u64,
 }
 
 impl Default for RunSettings {
@@ -224,6 +228,7 @@ impl Default for RunSettings {
             max_quarantine_ratio: 0.0,
             encode_threads: 0,
             jobs: 1,
+            shard_unit_mib: 64,
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum PipelineError {
     /// The project key could not be had.
     #[error(transparent)]
     Key(#[from] ehrlift_core::KeyError),
+    /// Other shards of a sharded run have yet to finish: finalizing later can succeed.
+    #[error("{0}")]
+    Pending(String),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -45,6 +48,7 @@ impl PipelineError {
     pub fn class(&self) -> ErrorClass {
         match self {
             PipelineError::Config(_) => ErrorClass::Configuration,
+            PipelineError::Pending(_) => ErrorClass::Transient,
             PipelineError::Key(e) => e.class(),
             PipelineError::Source { source, .. } => source.class(),
             PipelineError::Database(e) => e.class,

@@ -16,6 +16,7 @@ mod profile;
 mod replay;
 pub mod report;
 mod run;
+mod shard;
 mod source;
 mod table;
 
@@ -29,3 +30,6 @@ pub use privacy::{
 pub use profile::{ProfileOptions, profile};
 pub use replay::{StatusReport, TableProgress, status};
 pub use run::{Preflight, RunOptions, RunOutcome, ValidationReport, preflights, run, validate};
+pub use shard::{
+    MAX_SHARDS, Piece, PieceResult, Shard, ShardManifest, Unit, UnitPlan, finalize, lease_key, run_shard, shard_manifest_key, units_key,
+};

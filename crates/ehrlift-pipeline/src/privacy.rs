@@ -322,6 +322,22 @@ fn run_key(plan: &Plan, store: &dyn ObjectStore) -> Result<(ProjectKey, bool), P
     }
 }
 
+/// Writes the destination's key record once: if another process (a shard starting at the
+/// same moment) wrote it first, it must name the same key.
+fn write_keys_record(store: &dyn ObjectStore, record: &KeysRecord) -> Result<(), PipelineError> {
+    let bytes = serde_json::to_vec_pretty(record).map_err(|e| PipelineError::Internal(format!("serialize {KEYS_RECORD}: {e}")))?;
+    match store.put_new(KEYS_RECORD, &bytes) {
+        Err(ehrlift_load::StoreError::Conflict { .. }) => match get_json::<KeysRecord>(store, KEYS_RECORD)? {
+            Some(theirs) if theirs.key_id == record.key_id && theirs.provider == record.provider => Ok(()),
+            _ => Err(PipelineError::Config(format!(
+                "another run recorded a different project key at {} while this one started; the plan's keyring must be the same for every shard",
+                store.url()
+            ))),
+        },
+        other => Ok(other?),
+    }
+}
+
 /// Where new vault entries go: one segment per committed part that assigned any.
 pub(crate) struct VaultSink {
     pub vault: Arc<Vault>,
@@ -329,6 +345,9 @@ pub(crate) struct VaultSink {
     next: AtomicU32,
     /// Entries durable in segments (opened plus flushed).
     durable: AtomicU64,
+    /// Whether flushes update `_ehrlift/vault.json`. Shards do not (each sees only its
+    /// own flushes); `finalize` records the merged vault's count.
+    record: bool,
 }
 
 impl VaultSink {
@@ -346,7 +365,9 @@ impl VaultSink {
             store.put(&format!("{}{n:06}.seg", self.prefix), &seg)?;
             let added = Vault::entries_in(&seg);
             let entries = self.durable.fetch_add(added, Ordering::SeqCst) + added;
-            put_json(store, VAULT_RECORD, &VaultRecord { format: 1, entries })?;
+            if self.record {
+                put_json(store, VAULT_RECORD, &VaultRecord { format: 1, entries })?;
+            }
         }
         Ok(())
     }
@@ -408,7 +429,9 @@ pub(crate) fn prepare(plan: &Plan, store: &dyn ObjectStore) -> Result<Prepared, 
 
 impl Prepared {
     /// Records the key at the destination on its first keyed run, compacts the vault
-    /// when it has many segments, and builds the run's privacy context.
+    /// when it has many segments, and builds the run's privacy context. A shard
+    /// (`Some(index)`) writes vault segments of its own names, never compacts (other
+    /// shards read the segments meanwhile) and sweeps only its own leftovers.
     pub(crate) fn finish(
         self,
         plan: &Plan,
@@ -416,6 +439,7 @@ impl Prepared {
         run_id: &str,
         attempt: u32,
         reference_date: NaiveDate,
+        shard: Option<u32>,
     ) -> Result<RunPrivacy, PipelineError> {
         let Some(key) = self.key else {
             return Ok(RunPrivacy {
@@ -434,13 +458,21 @@ impl Prepared {
                 key_id: key.id().to_owned(),
                 created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             };
-            put_json(store, KEYS_RECORD, &record)?;
+            write_keys_record(store, &record)?;
         }
         let vault = match self.vault {
             Some((vault, listed)) => {
-                store.sweep_incomplete(VAULT_PREFIX)?;
-                let prefix = format!("{VAULT_PREFIX}{run_id}-{attempt:03}-");
-                if listed.len() > COMPACT_AFTER {
+                let prefix = match shard {
+                    None => {
+                        store.sweep_incomplete(VAULT_PREFIX)?;
+                        format!("{VAULT_PREFIX}{run_id}-{attempt:03}-")
+                    }
+                    Some(i) => {
+                        store.sweep_incomplete(&format!("{VAULT_PREFIX}{run_id}-s{i:04}-"))?;
+                        format!("{VAULT_PREFIX}{run_id}-s{i:04}-{attempt:03}-")
+                    }
+                };
+                if listed.len() > COMPACT_AFTER && shard.is_none() {
                     store.put(&format!("{prefix}compact.seg"), &vault.seal_all())?;
                     for k in &listed {
                         store.delete(k)?;
@@ -449,7 +481,7 @@ impl Prepared {
                 }
                 tracing::info!(entries = vault.len(), "surrogate vault opened");
                 let durable = AtomicU64::new(vault.len() as u64);
-                Some(VaultSink { vault: Arc::new(vault), prefix, next: AtomicU32::new(1), durable })
+                Some(VaultSink { vault: Arc::new(vault), prefix, next: AtomicU32::new(1), durable, record: shard.is_none() })
             }
             None => None,
         };

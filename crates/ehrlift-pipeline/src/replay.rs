@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 
 use ehrlift_core::Position;
-use ehrlift_load::{CommitRecord, ObjectStore, RunState, STATE_KEY, TableStatus, run_prefix};
+use ehrlift_load::{CommitRecord, ObjectStore, RunState, STATE_KEY, TableStatus, commit_prefix};
 use ehrlift_mapping::Plan;
 use serde::{Deserialize, Serialize};
 
 use crate::PipelineError;
 
-/// Key of the record that marks a table finished.
-pub(crate) fn done_key(run_id: &str, table: &str) -> String {
-    format!("{}commits/{table}/done.json", run_prefix(run_id))
+/// Key of the record that marks a table (or one slice of it) finished.
+pub(crate) fn done_key(run_id: &str, table: &str, slice: Option<u32>) -> String {
+    format!("{}done.json", commit_prefix(run_id, table, slice))
 }
 
 /// The record that marks a table finished (complete, or stopped by its threshold).
@@ -90,12 +90,11 @@ pub(crate) fn put_json_new<T: Serialize>(store: &dyn ObjectStore, key: &str, val
     Ok(store.put_new(key, &bytes)?)
 }
 
-/// Replays a table's commit records.
 /// Deletes a table's commit records (a table without a resume key that starts over);
 /// its parts are swept when the table runs.
-pub(crate) fn forget_table(store: &dyn ObjectStore, run_id: &str, table: &str) -> Result<(), PipelineError> {
+pub(crate) fn forget_table(store: &dyn ObjectStore, run_id: &str, table: &str, slice: Option<u32>) -> Result<(), PipelineError> {
     // Newest first, so an interruption leaves a consistent prefix of records.
-    let mut records = store.list(&format!("{}commits/{table}/", run_prefix(run_id)))?;
+    let mut records = store.list(&commit_prefix(run_id, table, slice))?;
     records.sort_by(|a, b| b.key.cmp(&a.key));
     for obj in records {
         store.delete(&obj.key)?;
@@ -103,11 +102,18 @@ pub(crate) fn forget_table(store: &dyn ObjectStore, run_id: &str, table: &str) -
     Ok(())
 }
 
-pub(crate) fn load_progress(store: &dyn ObjectStore, run_id: &str, table: &str) -> Result<TableProgress, PipelineError> {
-    let prefix = format!("{}commits/{table}/", run_prefix(run_id));
+/// Replays the commit records of a table (or of one slice of it, in a sharded run).
+pub(crate) fn load_progress(
+    store: &dyn ObjectStore,
+    run_id: &str,
+    table: &str,
+    slice: Option<u32>,
+) -> Result<TableProgress, PipelineError> {
+    let prefix = commit_prefix(run_id, table, slice);
     let mut p = TableProgress { table: table.to_owned(), position: Position { line: 1, ..Position::default() }, ..Default::default() };
     for obj in store.list(&prefix)? {
-        if obj.key.ends_with("/done.json") {
+        // A whole table's folder holds only its records (slices are never mixed with it).
+        if obj.key.ends_with("/done.json") || obj.key[prefix.len()..].contains('/') {
             continue;
         }
         let rec: CommitRecord =
@@ -117,7 +123,7 @@ pub(crate) fn load_progress(store: &dyn ObjectStore, run_id: &str, table: &str) 
         }
         p.apply(rec);
     }
-    p.finished = get_json::<TableDone>(store, &done_key(run_id, table))?.map(|d| d.status);
+    p.finished = get_json::<TableDone>(store, &done_key(run_id, table, slice))?.map(|d| d.status);
     Ok(p)
 }
 
@@ -138,7 +144,7 @@ pub fn status(plan: &Plan, store: &dyn ObjectStore) -> Result<StatusReport, Pipe
     let mut tables = Vec::new();
     if let Some(s) = &state {
         for m in &plan.tables {
-            tables.push(load_progress(store, &s.run_id, &m.table)?);
+            tables.push(load_progress(store, &s.run_id, &m.table, None)?);
         }
     }
     let plan_matches = state.as_ref().is_some_and(|s| s.plan_fingerprint == crate::run::plan_fingerprint(plan));

@@ -40,8 +40,14 @@ pub struct RunOutcome {
     pub attempts: u32,
     /// Manifest key.
     pub manifest: String,
-    /// Per-table totals.
+    /// Per-table totals (a shard whose run is not finalized yet: its own tables and slices).
     pub tables: Vec<TableSummary>,
+    /// The shard (`I/N`), for a sharded run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    /// Shards still to finish before the run can be finalized (status `running`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_shards: Vec<u32>,
 }
 
 /// Fingerprint of the plan and every mapping: a resumed run must see the same.
@@ -55,11 +61,11 @@ pub(crate) fn files_fingerprint(files: &[SourceFile]) -> String {
     fingerprint(&files.iter().map(|f| format!("{}\t{}", f.path.display(), f.size)).collect::<Vec<_>>())
 }
 
-fn fingerprint(parts: &[String]) -> String {
+pub(crate) fn fingerprint(parts: &[String]) -> String {
     ehrlift_load::sha256_hex(parts.join("\n").as_bytes())
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -69,7 +75,7 @@ fn new_run_id() -> String {
 }
 
 /// A table's input, found and checked before the run touches the destination.
-enum Found {
+pub(crate) enum Found {
     Files { kind: SourceKind, dir: std::path::PathBuf, files: Vec<SourceFile> },
     Database { source: String, db: DatabaseSource },
 }
@@ -104,7 +110,7 @@ fn find_input(plan: &Plan, m: &Mapping) -> Result<Found, PipelineError> {
 }
 
 impl Found {
-    fn names(&self, m: &Mapping) -> Vec<String> {
+    pub(crate) fn names(&self, m: &Mapping) -> Vec<String> {
         match self {
             Found::Files { dir, files, .. } => file_names(dir, files),
             Found::Database { source, .. } => {
@@ -115,7 +121,7 @@ impl Found {
 
     /// What a resumed run must find unchanged: the files and sizes, or the source and
     /// what is read from it.
-    fn fingerprint(&self, m: &Mapping) -> String {
+    pub(crate) fn fingerprint(&self, m: &Mapping) -> String {
         match self {
             Found::Files { files, .. } => files_fingerprint(files),
             Found::Database { source, db } => {
@@ -140,17 +146,17 @@ fn check_profile(plan: &Plan) -> Result<(), PipelineError> {
     Err(PipelineError::Config(format!("the plan breaks its {} profile:\n{}", plan.profile.name(), lines.join("\n"))))
 }
 
-fn uses_reference_date(plan: &Plan) -> bool {
+pub(crate) fn uses_reference_date(plan: &Plan) -> bool {
     plan.rules().any(|r| matches!(r, Rule::Generalize(Generalize::BirthYear)))
 }
 
-fn uses_zip3(plan: &Plan) -> bool {
+pub(crate) fn uses_zip3(plan: &Plan) -> bool {
     plan.rules().any(|r| matches!(r, Rule::Generalize(Generalize::Zip3)))
 }
 
 /// Converter threads: one per core up to two, plus one more on larger machines when
 /// the plan has privacy rules (the reader and encoders take the rest).
-fn converters(plan: &Plan) -> usize {
+pub(crate) fn converters(plan: &Plan) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let keyed = plan.rules().any(|r| !matches!(r, Rule::Keep | Rule::Drop | Rule::Null));
     match (cores, keyed) {
@@ -161,19 +167,17 @@ fn converters(plan: &Plan) -> usize {
     }
 }
 
-/// Runs (or resumes) `plan` into `store`.
-pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<RunOutcome, PipelineError> {
+/// What every run (and every shard) checks before it touches the destination: the
+/// profile, every table's input (files exist and headers match; database tables are
+/// readable as mapped), the destination (reachable, KMS-encrypted, writable) and the
+/// project key's KMS key. Returns the plan's fingerprint and the inputs, in plan order.
+pub(crate) fn begin(plan: &Plan, store: &dyn ObjectStore) -> Result<(String, Vec<Found>), PipelineError> {
     check_profile(plan)?;
     let fp = plan_fingerprint(plan);
-    // Fail closed before touching the destination: every table's files must exist and
-    // every header must match its mapping; every database table must be readable as mapped.
     let mut inputs = Vec::new();
     for m in &plan.tables {
         inputs.push(find_input(plan, m)?);
     }
-
-    // The destination is checked (reachable, KMS-encrypted, writable) and so is the KMS
-    // key of the project key, before the run takes the lock or writes a record.
     for check in store.preflight()? {
         tracing::info!(dest = %store.url(), "preflight: {check}");
     }
@@ -182,6 +186,57 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
             tracing::info!("preflight: {check}");
         }
     }
+    Ok((fp, inputs))
+}
+
+/// Before a new run's state is written: objects under the plan's table prefixes that no
+/// run recorded are refused, or deleted with `fresh`.
+pub(crate) fn clear_unrecorded(plan: &Plan, store: &dyn ObjectStore, fresh: bool) -> Result<(), PipelineError> {
+    for m in &plan.tables {
+        let prefixes = [format!("{}/", m.table), format!("_quarantine/{}/", m.table)];
+        for p in &prefixes {
+            let existing = store.list(p)?;
+            if !existing.is_empty() && !fresh {
+                return Err(PipelineError::Config(format!(
+                    "destination {} already holds {} object(s) under `{p}` that no ehrlift run recorded; use --fresh to replace them",
+                    store.url(),
+                    existing.len()
+                )));
+            }
+            for o in existing {
+                store.delete(&o.key)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A new run's state: the first attempt of a new run id.
+pub(crate) fn new_state(fp: &str, shards: Option<u32>) -> RunState {
+    RunState {
+        format: FORMAT_VERSION,
+        run_id: new_run_id(),
+        plan_fingerprint: fp.to_owned(),
+        status: RunStatus::Running,
+        started_at: now(),
+        attempts: 1,
+        shards,
+    }
+}
+
+/// The reference date of a run: the plan's, else the day its first attempt started.
+pub(crate) fn reference_date_of(plan: &Plan, state: &RunState) -> Result<chrono::NaiveDate, PipelineError> {
+    match plan.privacy.reference_date {
+        Some(d) => Ok(d),
+        None => chrono::NaiveDate::parse_from_str(state.started_at.get(..10).unwrap_or_default(), "%Y-%m-%d")
+            .map_err(|_| PipelineError::Corrupt { key: STATE_KEY.into(), message: "`started_at` is not an RFC 3339 time".into() }),
+    }
+}
+
+/// Runs (or resumes) `plan` into `store`.
+pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<RunOutcome, PipelineError> {
+    // Fail closed before touching the destination.
+    let (fp, inputs) = begin(plan, store)?;
     let _lock = store.lock_run()?;
     // Keys and vault are checked before the run state or any table is touched.
     let prepared = crate::privacy::prepare(plan, store)?;
@@ -207,50 +262,37 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
                     attempts: s.attempts,
                     manifest: manifest_key(&s.run_id),
                     tables: manifest.tables,
+                    shard: None,
+                    pending_shards: Vec::new(),
                 });
+            }
+            if let Some(n) = s.shards {
+                return Err(PipelineError::Config(format!(
+                    "run {} at {} is sharded into {n} shards: run each with `ehrlift run PLAN --shard I/{n}` (or let the batch scheduler), then `ehrlift finalize PLAN`",
+                    s.run_id,
+                    store.url()
+                )));
             }
             let s = RunState { attempts: s.attempts + 1, ..s };
             put_json(store, STATE_KEY, &s)?;
             s
         }
-        _ => {
-            for m in &plan.tables {
-                let prefixes = [format!("{}/", m.table), format!("_quarantine/{}/", m.table)];
-                for p in &prefixes {
-                    let existing = store.list(p)?;
-                    if !existing.is_empty() && !opts.fresh {
-                        return Err(PipelineError::Config(format!(
-                            "destination {} already holds {} object(s) under `{p}` that no ehrlift run recorded; use --fresh to replace them",
-                            store.url(),
-                            existing.len()
-                        )));
-                    }
-                    for o in existing {
-                        store.delete(&o.key)?;
-                    }
-                }
+        prior => {
+            clear_unrecorded(plan, store, opts.fresh)?;
+            let s = new_state(&fp, None);
+            match prior {
+                // Nothing recorded yet: a sharded run starting at the same moment must not be overwritten.
+                None => crate::replay::put_json_new(store, STATE_KEY, &s)?,
+                Some(_) => put_json(store, STATE_KEY, &s)?,
             }
-            let s = RunState {
-                format: FORMAT_VERSION,
-                run_id: new_run_id(),
-                plan_fingerprint: fp.clone(),
-                status: RunStatus::Running,
-                started_at: now(),
-                attempts: 1,
-            };
-            put_json(store, STATE_KEY, &s)?;
             s
         }
     };
     store.sweep_incomplete("_ehrlift/")?;
-    let reference_date = match plan.privacy.reference_date {
-        Some(d) => d,
-        None => chrono::NaiveDate::parse_from_str(state.started_at.get(..10).unwrap_or_default(), "%Y-%m-%d")
-            .map_err(|_| PipelineError::Corrupt { key: STATE_KEY.into(), message: "`started_at` is not an RFC 3339 time".into() })?,
-    };
+    let reference_date = reference_date_of(plan, &state)?;
     // Every log line from here on carries the run id (JSON logs list their spans).
     let _run_span = tracing::info_span!("run", run_id = %state.run_id).entered();
-    let privacy = prepared.finish(plan, store, &state.run_id, state.attempts, reference_date)?;
+    let privacy = prepared.finish(plan, store, &state.run_id, state.attempts, reference_date, None)?;
     let r = &plan.run;
     tracing::info!(
         run_id = %state.run_id, attempt = state.attempts, dest = %store.url(), batch_rows = r.batch_rows, part_rows = r.part_rows,
@@ -259,7 +301,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
 
     let converters = converters(plan);
     // One snapshot per PostgreSQL source for the whole attempt: every table reads the same instant.
-    let progresses = plan.tables.iter().map(|m| load_progress(store, &state.run_id, &m.table)).collect::<Result<Vec<_>, _>>()?;
+    let progresses = plan.tables.iter().map(|m| load_progress(store, &state.run_id, &m.table, None)).collect::<Result<Vec<_>, _>>()?;
     let mut snapshots = std::collections::BTreeMap::new();
     for (found, progress) in inputs.iter().zip(&progresses) {
         if let Found::Database { source, db } = found
@@ -283,8 +325,8 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         if progress.finished.is_none() && progress.parts > 0 && m.db.as_ref().is_some_and(|d| d.resume == Resume::RestartTable) {
             // No key to resume after: the table starts over; its parts go with its records.
             tracing::info!(table = %m.table, parts = progress.parts, "restarting a table without a resume key from its first row");
-            crate::replay::forget_table(store, &state.run_id, &m.table)?;
-            progress = load_progress(store, &state.run_id, &m.table)?;
+            crate::replay::forget_table(store, &state.run_id, &m.table, None)?;
+            progress = load_progress(store, &state.run_id, &m.table, None)?;
         }
         let input = match found {
             Found::Files { kind, files, .. } => TableInput::Files { kind, files },
@@ -293,27 +335,15 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
                 seal: privacy.cursor_seal.clone(),
             },
         };
-        work.push((m, input, names, ffp, progress));
+        work.push(Work { mapping: m, slice: None, input, names, fingerprint: ffp, progress });
     }
     let results = run_tables(plan, store, opts, &state.run_id, &privacy, converters, work)?;
     drop(snapshots);
     let mut summaries = Vec::new();
     let mut objects = Vec::new();
-    for (m, names, progress) in results {
-        objects.extend(progress.records.iter().flat_map(|r| r.objects.iter().cloned()));
-        summaries.push(TableSummary {
-            table: m.table.clone(),
-            status: progress.finished.expect("table finished"),
-            files: names,
-            mapping_sha256: m.sha256.clone(),
-            mapping_path: m.path.display().to_string(),
-            rows_read: progress.rows_read,
-            rows_written: progress.rows_written,
-            rows_quarantined: progress.rows_quarantined,
-            quarantine_reasons: progress.quarantine_reasons,
-            rows_passed_over: progress.rows_passed_over,
-            parts: progress.parts,
-        });
+    for done in results {
+        objects.extend(done.progress.records.iter().flat_map(|r| r.objects.iter().cloned()));
+        summaries.push(table_summary(done.mapping, done.names, &done.progress));
     }
 
     let status = if summaries.iter().all(|s| s.status == TableStatus::Complete) { RunStatus::Complete } else { RunStatus::Failed };
@@ -332,6 +362,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         destination_encryption: store.encryption(),
         reference_date: uses_reference_date(plan).then(|| reference_date.to_string()),
         vault_entries: privacy.vault.as_ref().map(|v| v.entries()),
+        shards: None,
         zip3_list: uses_zip3(plan).then(|| ehrlift_deid::generalize::RESTRICTED_ZIP3.version.clone()),
         started_at: state.started_at.clone(),
         finished_at: now(),
@@ -351,17 +382,50 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
         attempts: state.attempts,
         manifest: manifest_key(&state.run_id),
         tables: summaries,
+        shard: None,
+        pending_shards: Vec::new(),
     })
 }
 
-/// One table's work: mapping, input, input names, input fingerprint, committed progress.
-type Work<'p> = (&'p Mapping, TableInput, Vec<String>, String, crate::replay::TableProgress);
-/// One table done: mapping, input names, final progress.
-type Done<'p> = (&'p Mapping, Vec<String>, crate::replay::TableProgress);
+/// A table's totals in the manifest, from its final progress.
+pub(crate) fn table_summary(m: &Mapping, names: Vec<String>, progress: &crate::replay::TableProgress) -> TableSummary {
+    TableSummary {
+        table: m.table.clone(),
+        status: progress.finished.expect("table finished"),
+        files: names,
+        mapping_sha256: m.sha256.clone(),
+        mapping_path: m.path.display().to_string(),
+        rows_read: progress.rows_read,
+        rows_written: progress.rows_written,
+        rows_quarantined: progress.rows_quarantined,
+        quarantine_reasons: progress.quarantine_reasons.clone(),
+        rows_passed_over: progress.rows_passed_over,
+        parts: progress.parts,
+        slices: Vec::new(),
+    }
+}
+
+/// One table's (or slice's) work: its input and names, the input's fingerprint, and
+/// its committed progress.
+pub(crate) struct Work<'p> {
+    pub mapping: &'p Mapping,
+    pub slice: Option<u32>,
+    pub input: TableInput,
+    pub names: Vec<String>,
+    pub fingerprint: String,
+    pub progress: crate::replay::TableProgress,
+}
+
+/// One table (or slice) done: its input names and final progress.
+pub(crate) struct Done<'p> {
+    pub mapping: &'p Mapping,
+    pub names: Vec<String>,
+    pub progress: crate::replay::TableProgress,
+}
 
 /// Runs the tables on `plan.run.jobs` threads, each taking the next table in plan order;
 /// results come back in plan order. After a failure no new table starts.
-fn run_tables<'p>(
+pub(crate) fn run_tables<'p>(
     plan: &'p Plan,
     store: &dyn ObjectStore,
     opts: &RunOptions,
@@ -378,12 +442,21 @@ fn run_tables<'p>(
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let one = |i: usize| -> Result<Done<'p>, PipelineError> {
-        let (m, input, names, ffp, progress) = queue[i].lock().expect("queue").take().expect("each table once");
+        let Work { mapping: m, slice, input, names, fingerprint, progress } =
+            queue[i].lock().expect("queue").take().expect("each table once");
         if progress.finished.is_some() {
-            opts.reporter.event(ehrlift_core::TableEvent::Skipped { table: m.table.clone() });
-            return Ok((m, names, progress));
+            let table = match slice {
+                None => m.table.clone(),
+                Some(s) => format!("{} slice {s}", m.table),
+            };
+            opts.reporter.event(ehrlift_core::TableEvent::Skipped { table });
+            return Ok(Done { mapping: m, names, progress });
         }
-        let _table_span = tracing::info_span!("table", table = %m.table).entered();
+        let table_span = tracing::info_span!("table", table = %m.table, slice = tracing::field::Empty);
+        if let Some(s) = slice {
+            table_span.record("slice", s);
+        }
+        let _table_span = table_span.entered();
         let kernels = TableKernels::compile(m);
         // Fresh data keys for every attempt at a table: a key never encrypts more than one run's parts.
         let keys = match &privacy.wrapper {
@@ -394,17 +467,18 @@ fn run_tables<'p>(
             keys,
             run_id,
             mapping: m,
+            slice,
             privacy: TablePrivacy::compile(m, &kernels, &privacy.ctx),
             vault: privacy.vault.as_ref(),
             converters,
             kernels,
             input,
             file_names: names.clone(),
-            files_fingerprint: ffp,
+            files_fingerprint: fingerprint,
             settings: &plan.run,
             reporter: opts.reporter.as_ref(),
         };
-        Ok((m, names, run_table(store, job, progress)?))
+        Ok(Done { mapping: m, names, progress: run_table(store, job, progress)? })
     };
     let run_span = tracing::Span::current();
     std::thread::scope(|scope| {

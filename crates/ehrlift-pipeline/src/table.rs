@@ -11,8 +11,8 @@ use ehrlift_deid::TablePrivacy;
 use ehrlift_extract::SourceFile;
 use ehrlift_extract::sql::{CursorSeal, SqlTableSource, TableSpec};
 use ehrlift_load::{
-    CommitRecord, FORMAT_VERSION, ObjectEntry, ObjectKind, ObjectStore, PartSettings, PartWriter, TableStatus, WrittenPart, commit_key,
-    data_key, quarantine_key, schema_fingerprint,
+    CommitRecord, FORMAT_VERSION, ObjectEntry, ObjectKind, ObjectStore, PartSettings, PartWriter, TableStatus, WrittenPart, commit_key_in,
+    data_key_in, quarantine_key_in, schema_fingerprint, slice_tag,
 };
 use ehrlift_mapping::kernel::TableKernels;
 use ehrlift_mapping::{Mapping, RunSettings, SourceKind};
@@ -27,6 +27,8 @@ use crate::source::Source;
 pub(crate) struct TableJob<'a> {
     pub run_id: &'a str,
     pub mapping: &'a Mapping,
+    /// The slice of the table this job reads (a sharded run split the table); `None`: all of it.
+    pub slice: Option<u32>,
     pub kernels: TableKernels,
     pub privacy: TablePrivacy,
     /// Where new surrogates are flushed before a part commits.
@@ -41,6 +43,16 @@ pub(crate) struct TableJob<'a> {
     pub reporter: &'a dyn Reporter,
     /// The table's Parquet encryption keys, when it is encrypted.
     pub keys: Option<crate::crypto::TableKeys>,
+}
+
+impl TableJob<'_> {
+    /// The table, or `table slice N` when this job reads one slice: for progress events.
+    pub(crate) fn label(&self) -> String {
+        match self.slice {
+            None => self.mapping.table.clone(),
+            Some(s) => format!("{} slice {s}", self.mapping.table),
+        }
+    }
 }
 
 /// Where a table's rows come from.
@@ -114,7 +126,8 @@ impl OpenPart {
         first: Position,
         next_seq: u64,
     ) -> Result<Self, PipelineError> {
-        let writer = PartWriter::create(store, &data_key(&job.mapping.table, number), job.privacy.schema().clone(), settings)?;
+        let writer =
+            PartWriter::create(store, &data_key_in(&job.mapping.table, job.slice, number), job.privacy.schema().clone(), settings)?;
         Ok(OpenPart {
             number,
             writer,
@@ -137,7 +150,7 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
     source.set_seq(progress.next_seq);
     let total_bytes = source.total_bytes();
     job.reporter.event(TableEvent::Started {
-        table: table.clone(),
+        table: job.label(),
         total_bytes,
         done_bytes: source.bytes_done(&progress.position),
         done_rows: progress.rows_read,
@@ -146,13 +159,16 @@ pub(crate) fn run_table(store: &dyn ObjectStore, job: TableJob<'_>, mut progress
 
     // Parts committed by an earlier attempt are final; anything after them (a part
     // renamed into place whose commit record never landed) is rewritten identically.
-    for prefix in [format!("{table}/"), format!("_quarantine/{table}/")] {
-        let swept = store.sweep_incomplete(&prefix)?;
+    // A slice sweeps only its own objects: other shards write the table's other slices.
+    let tag = slice_tag(job.slice);
+    for folder in [format!("{table}/"), format!("_quarantine/{table}/")] {
+        let swept = store.sweep_incomplete(&format!("{folder}{tag}"))?;
         if swept > 0 {
             tracing::info!(%table, swept, "removed incomplete writes of an interrupted attempt");
         }
-        for o in store.list(&prefix)? {
-            if !progress.records.iter().any(|r| r.objects.iter().any(|e| e.key == o.key)) {
+        for o in store.list(&folder)? {
+            let ours = o.key[folder.len()..].starts_with(&tag) && (job.slice.is_some() || !o.key[folder.len()..].starts_with("slice-"));
+            if ours && !progress.records.iter().any(|r| r.objects.iter().any(|e| e.key == o.key)) {
                 store.delete(&o.key)?;
             }
         }
@@ -328,7 +344,7 @@ fn write_loop(
                 part.next_seq = next_seq;
                 read += rows_read;
                 quarantined += rows_rejected;
-                job.reporter.event(TableEvent::Progress { table: table.to_owned(), rows: read, quarantined, bytes: bytes_done });
+                job.reporter.event(TableEvent::Progress { table: job.label(), rows: read, quarantined, bytes: bytes_done });
                 if over_threshold(quarantined, read, job.settings.max_quarantine_ratio, false) {
                     if let Some(p) = open.take() {
                         p.writer.abort();
@@ -385,6 +401,7 @@ fn entry(
         kind,
         table: job.mapping.table.clone(),
         part: number,
+        slice: job.slice,
         bytes: w.bytes,
         sha256: w.sha256,
         rows: w.rows,
@@ -407,7 +424,7 @@ fn commit_part(store: &dyn ObjectStore, job: &TableJob<'_>, progress: &mut Table
         let qschema = quarantine_schema();
         let mut qw = PartWriter::create(
             store,
-            &quarantine_key(table, p.number),
+            &quarantine_key_in(table, job.slice, p.number),
             qschema.clone(),
             PartSettings {
                 row_group_rows: job.settings.row_group_rows,
@@ -449,8 +466,8 @@ fn commit_part(store: &dyn ObjectStore, job: &TableJob<'_>, progress: &mut Table
         rows_passed_over: progress.rows_passed_over + p.passed_over,
         objects,
     };
-    put_json_new(store, &commit_key(job.run_id, table, p.number), &rec)?;
-    job.reporter.event(TableEvent::PartCommitted { table: table.to_owned(), key: rec.objects[0].key.clone(), rows: rec.objects[0].rows });
+    put_json_new(store, &commit_key_in(job.run_id, table, job.slice, p.number), &rec)?;
+    job.reporter.event(TableEvent::PartCommitted { table: job.label(), key: rec.objects[0].key.clone(), rows: rec.objects[0].rows });
     progress.apply(rec);
     Ok(())
 }
@@ -467,18 +484,18 @@ fn finish_table(
     let table = job.mapping.table.clone();
     let done =
         TableDone { format: FORMAT_VERSION, table: table.clone(), status, rows_read_at_stop: read, rows_quarantined_at_stop: quarantined };
-    put_json_new(store, &done_key(job.run_id, &table), &done)?;
+    put_json_new(store, &done_key(job.run_id, &table, job.slice), &done)?;
     progress.finished = Some(status);
     match status {
         TableStatus::Complete => job.reporter.event(TableEvent::Finished {
-            table,
+            table: job.label(),
             rows_read: progress.rows_read,
             rows_written: progress.rows_written,
             rows_quarantined: progress.rows_quarantined,
             elapsed: started.elapsed(),
         }),
         TableStatus::QuarantineThreshold => job.reporter.event(TableEvent::Failed {
-            table,
+            table: job.label(),
             message: format!(
                 "stopped: {quarantined} of {read} rows quarantined, over max_quarantine_ratio = {}; committed parts are kept, see _quarantine/",
                 job.settings.max_quarantine_ratio
