@@ -5,8 +5,8 @@
 resource "aws_s3_bucket" "dest" {
   bucket = var.bucket_name
   # Object Lock is enabled for the bucket but with NO default retention: a default
-  # would lock every object, and ehrlift replaces its lease every 20 s and deletes parts
-  # that were uploaded but never committed. Only run records get a retention, one version
+  # would lock every object, and ehrlift keeps rewriting its leases (the run's every 20 s,
+  # and one a shard) and deletes parts that were uploaded but never committed. Only run records get a retention, one version
   # at a time (object_lock.tf). Enabling Object Lock also makes versioning permanent.
   object_lock_enabled = true
 }

@@ -1,6 +1,16 @@
 # The job role: what `ehrlift run`, `validate` and `verify` need at s3://BUCKET/PREFIX and
 # on the two keys, nothing else. Assumed by the Batch (Fargate/ECS) task and, when the
-# eks_* variables are set, by the Kubernetes service account through IRSA.
+# eks_* variables are set, by the Kubernetes service account through IRSA. A shard of a
+# sharded run needs nothing more than an unsharded run: its lease
+# (_ehrlift/leases/<run-id>/...) is created and renewed with conditional PutObject and
+# removed with a conditional DeleteObject, and its units, commit records and shard manifest
+# are conditional PutObjects, all under the prefix.
+#
+# The finalize role: what AWS Batch's `ehrlift finalize` job needs, which is far less. It
+# reads the run records and writes the run manifest under PREFIX/_ehrlift/, and uses the
+# bucket key only through S3. It cannot read or delete data objects, and it has no grant on
+# the project key, so the wrapped project key and the vault it may read stay sealed. (On EKS
+# the finalize Job runs as the same service account as the shards, so with the job role.)
 #
 # The execution role is ECS's, not ehrlift's: it pulls the image, writes the container's
 # stdout/stderr to CloudWatch Logs and reads the secret_environment values at start. The
@@ -19,18 +29,22 @@ locals {
   # so every grant requires ehrlift:project = var.project and allows no other context keys.
   ehrlift_context_keys = ["ehrlift:project", "ehrlift:purpose", "ehrlift:table", "ehrlift:key"]
 
+  # `finalize`: whether the finalize role (Batch) gets the statement too.
   kms_bucket_statements = [
     {
+      # ehrlift resolves the key's ARN (sent with every write) with DescribeKey.
       sid        = "JobDescribesKey"
       actions    = ["kms:DescribeKey"]
+      finalize   = true
       conditions = []
     },
     {
       # S3 itself calls KMS for SSE-KMS with the caller's permissions. With a bucket key
       # the context is {aws:s3:arn = the bucket's ARN} (the object's ARN without one), not
       # ehrlift's pairs, so this grant is pinned to S3 in this region and to this bucket.
-      sid     = "JobUsesKeyThroughS3"
-      actions = ["kms:GenerateDataKey", "kms:Decrypt"]
+      sid      = "JobUsesKeyThroughS3"
+      actions  = ["kms:GenerateDataKey", "kms:Decrypt"]
+      finalize = true
       conditions = [
         { test = "StringEquals", variable = "kms:ViaService", values = ["s3.${var.region}.amazonaws.com"] },
         { test = "StringEquals", variable = "kms:CallerAccount", values = [local.account_id] },
@@ -39,8 +53,9 @@ locals {
     },
     {
       # ehrlift's preflight checks it may use the key before writing anything.
-      sid     = "JobPreflightsKey"
-      actions = ["kms:GenerateDataKey", "kms:Decrypt"]
+      sid      = "JobPreflightsKey"
+      actions  = ["kms:GenerateDataKey", "kms:Decrypt"]
+      finalize = false
       conditions = [
         { test = "StringEquals", variable = "kms:EncryptionContext:ehrlift:project", values = [var.project] },
         { test = "StringEquals", variable = "kms:EncryptionContext:ehrlift:purpose", values = ["preflight"] },
@@ -192,6 +207,86 @@ resource "aws_iam_role_policy" "job" {
   name   = "ehrlift-destination"
   role   = aws_iam_role.job.id
   policy = data.aws_iam_policy_document.job.json
+}
+
+# --- the finalize role (AWS Batch's finalize job) ------------------------------------
+
+data "aws_iam_policy_document" "finalize_trust" {
+  # Batch tasks only: the EKS finalize Job uses the shards' service account (infra/k8s).
+  statement {
+    sid     = "BatchFargateTasks"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "finalize" {
+  name               = "${var.name}-${var.project}-finalize"
+  description        = "ehrlift finalize of ${var.project}: run records under ${local.dest_url}/_ehrlift/ only"
+  assume_role_policy = data.aws_iam_policy_document.finalize_trust.json
+}
+
+data "aws_iam_policy_document" "finalize" {
+  # `ehrlift finalize` lists the run's records (units.json, commit records, shard
+  # manifests) and lists always send a prefix, so no IfExists here: a listing outside
+  # PREFIX/_ehrlift/ is refused.
+  statement {
+    sid       = "ListRunRecords"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.meta_prefix}*"]
+    }
+  }
+
+  # The run manifest records the bucket's default encryption (GetBucketEncryption): a read
+  # of the bucket's configuration, no object.
+  statement {
+    sid       = "ReadBucketEncryption"
+    actions   = ["s3:GetEncryptionConfiguration"]
+    resources = [local.bucket_arn]
+  }
+
+  # Reads the run state and records, writes the run manifest (a conditional PutObject) and
+  # the run state. Nothing outside PREFIX/_ehrlift/, no DeleteObject, no version-id actions.
+  statement {
+    sid       = "RunRecords"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${local.bucket_arn}/${local.meta_prefix}*"]
+  }
+
+  dynamic "statement" {
+    for_each = [for s in local.kms_bucket_statements : s if s.finalize]
+    content {
+      sid       = "BucketKey${statement.value.sid}"
+      actions   = statement.value.actions
+      resources = [aws_kms_key.bucket.arn]
+      dynamic "condition" {
+        for_each = statement.value.conditions
+        content {
+          test     = condition.value.test
+          variable = condition.value.variable
+          values   = condition.value.values
+        }
+      }
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "finalize" {
+  name   = "ehrlift-run-records"
+  role   = aws_iam_role.finalize.id
+  policy = data.aws_iam_policy_document.finalize.json
 }
 
 # --- the execution role (ECS agent, not ehrlift) ------------------------------------

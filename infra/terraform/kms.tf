@@ -9,7 +9,8 @@
 # Each key policy has the usual account-root statement (administration, and delegation to
 # IAM policies in this account) and the job role's grants, rendered from the same
 # statements as the role's IAM policy (local.kms_*_statements in iam.tf) so the two
-# cannot drift apart.
+# cannot drift apart. The finalize role (iam.tf) appears only in the bucket key's policy,
+# in the statements marked `finalize`; the project key does not name it.
 
 resource "aws_kms_key" "bucket" {
   description             = "${var.name}: SSE-KMS for s3://${var.bucket_name}"
@@ -54,7 +55,7 @@ data "aws_iam_policy_document" "bucket_key" {
       resources = ["*"]
       principals {
         type        = "AWS"
-        identifiers = [aws_iam_role.job.arn]
+        identifiers = statement.value.finalize ? [aws_iam_role.job.arn, aws_iam_role.finalize.arn] : [aws_iam_role.job.arn]
       }
       dynamic "condition" {
         for_each = statement.value.conditions

@@ -6,8 +6,9 @@
 #   (every new version, whatever its key: no prefix filter exists) or by the writer
 #   (x-amz-object-lock-* headers on the PUT) or afterwards with PutObjectRetention.
 # - A default retention on this bucket would lock every part, every replaced lease
-#   (_ehrlift/run.lock is rewritten every 20 s) and every uncommitted part ehrlift deletes
-#   and rewrites: old versions could not be removed until the period ended.
+#   (_ehrlift/run.lock is rewritten every 20 s, and a sharded run has one lease a shard,
+#   _ehrlift/leases/<run-id>/...) and every uncommitted part ehrlift deletes and
+#   rewrites: old versions could not be removed until the period ended.
 # - ehrlift does not send per-object retention headers today.
 # - A separate records bucket would need ehrlift to write there; replicating the prefix
 #   to a locked bucket would rely on how S3 treats replicas that carry no retention of
@@ -19,6 +20,17 @@
 # ehrlift's deletes without a version id keep working (they add a delete marker); the
 # locked version stays until retain-until. The job role has no s3:*ObjectVersion or
 # s3:BypassGovernanceRetention permission, so it cannot undo the lock in any mode.
+#
+# Sharded runs need no change here. What a run rewrites or deletes while it goes on lives
+# outside runs/: the shards' leases (_ehrlift/leases/<run-id>/...), the run lease and the
+# run state (_ehrlift/state.json). Under runs/<run-id>/ everything is written once and
+# never deleted: units.json (the unit list and its assignment to shards), commit records,
+# shards/<I>/ (a record per attempt, the shard manifest), manifest.json. The one
+# exception, the commit records of a database table without a resume key that starts
+# over, is deleted without a version id: that adds a delete marker whatever the lock says,
+# the rewrite is a new version, and the locked old versions stay as the record of the
+# abandoned attempt. A lock is on a version, never on a key, so it cannot stand in the way
+# of a run's writes.
 #
 # Limits, stated plainly: there is a window of seconds between the write and the lock;
 # a failed invocation is retried twice by Lambda and then lands in the dead-letter queue

@@ -39,8 +39,28 @@ output "job_queue" {
 }
 
 output "job_definition" {
-  description = "AWS Batch job definition (aws batch submit-job --job-definition)."
+  description = "AWS Batch job definition of `ehrlift run` (submit it with --array-properties size=N for N shards)."
   value       = aws_batch_job_definition.run.arn
+}
+
+output "finalize_job_definition" {
+  description = "AWS Batch job definition of `ehrlift finalize` (submit it with --depends-on jobId=ARRAY_JOB_ID)."
+  value       = aws_batch_job_definition.finalize.arn
+}
+
+output "submit_sharded_run" {
+  description = "Shell commands that submit a run of var.shards shards and its finalize job (infra/README.md, step 4a)."
+  value       = <<-EOT
+    RUN_JOB=$(aws batch submit-job --job-name ${var.name}-${var.project}-run \
+      --job-queue ${aws_batch_job_queue.ehrlift.name} \
+      --job-definition ${aws_batch_job_definition.run.arn} \
+      --array-properties size=${var.shards} \
+      --query jobId --output text)
+    aws batch submit-job --job-name ${var.name}-${var.project}-finalize \
+      --job-queue ${aws_batch_job_queue.ehrlift.name} \
+      --job-definition ${aws_batch_job_definition.finalize.arn} \
+      --depends-on jobId="$RUN_JOB"
+  EOT
 }
 
 output "log_group" {

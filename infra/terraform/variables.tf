@@ -104,14 +104,25 @@ variable "job_memory_mib" {
   default     = 4096
 }
 
+variable "shards" {
+  description = "Shards of a sharded run in the submit_sharded_run output (the array size, 2 to 10,000). Only that output uses it: the size is chosen at each submit. More shards than max_vcpus / job_vcpu wait for capacity."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.shards >= 2 && var.shards <= 10000 && floor(var.shards) == var.shards
+    error_message = "shards must be a whole number from 2 to 10000 (AWS Batch's array sizes); one shard is a plain job without --array-properties."
+  }
+}
+
 variable "job_timeout_seconds" {
-  description = "Batch stops an attempt after this many seconds (the next attempt resumes from the last commit)."
+  description = "Batch stops an attempt of `ehrlift run` (of each shard, in an array job) after this many seconds (the next attempt resumes from the shard's last commit)."
   type        = number
   default     = 86400
 }
 
 variable "job_attempts" {
-  description = "Attempts per job (1-10). Only exit status 3 (transient) is retried; 1, 2 and 4 end the job."
+  description = "Attempts per job, and per child of an array job (1-10). Only exit status 3 (transient) is retried; 1, 2 and 4 end the job."
   type        = number
   default     = 3
 }
@@ -123,9 +134,16 @@ variable "log_retention_days" {
 }
 
 variable "environment" {
-  description = "Extra plain environment variables of the job (e.g. AWS_RETRY_MODE, RUST_LOG). Never put secrets here."
+  description = "Extra plain environment variables of the jobs (e.g. AWS_RETRY_MODE, RUST_LOG). Never put secrets here."
   type        = map(string)
   default     = {}
+
+  # EHRLIFT_SHARD in the job definition would give every child of an array job the same
+  # shard (it takes precedence over AWS_BATCH_JOB_ARRAY_INDEX): the shard comes from Batch.
+  validation {
+    condition     = !contains(keys(var.environment), "EHRLIFT_SHARD") && !contains(keys(var.environment), "EHRLIFT_SHARDS")
+    error_message = "environment must not set EHRLIFT_SHARD or EHRLIFT_SHARDS: array children take their shard from AWS_BATCH_JOB_ARRAY_INDEX and AWS_BATCH_JOB_ARRAY_SIZE."
+  }
 }
 
 variable "secret_environment" {

@@ -33,6 +33,11 @@ locals {
   # Object keys ehrlift writes all start with this ("" or "PREFIX/").
   key_prefix = local.prefix == "" ? "" : "${local.prefix}/"
   dest_url   = "s3://${var.bucket_name}${local.prefix == "" ? "" : "/${local.prefix}"}"
-  # Where ehrlift keeps its run records (commit records and manifests, one folder a run).
-  runs_prefix = "${local.key_prefix}_ehrlift/runs/"
+  # ehrlift's own state: run state, keys, vault, leases, run records.
+  meta_prefix = "${local.key_prefix}_ehrlift/"
+  # Where ehrlift keeps its run records, one folder a run: units.json, commit records, shard
+  # manifests and the run manifest, each written once (object_lock.tf locks them). The
+  # leases that are rewritten and deleted while a run goes on (_ehrlift/run.lock,
+  # _ehrlift/leases/<run-id>/...) and _ehrlift/state.json are outside it.
+  runs_prefix = "${local.meta_prefix}runs/"
 }
