@@ -140,6 +140,11 @@ fn issue_8_local_shards_from_flag_and_batch_variables_cover_every_row_once() {
     let two = shard(&["--shard", "2/3"], &[]).expect(0).json();
     assert_eq!((two["status"].as_str(), two["shard"].as_str()), (Some("running"), Some("2/3")));
     assert_eq!(two["pending_shards"], serde_json::json!([0, 1]));
+    let status = run(ehrlift().arg("status").arg(&plan).arg("--dest").arg(url(&dest)).arg("--json")).expect(0).json();
+    let finished: Vec<bool> = status["shards"].as_array().unwrap().iter().map(|s| s["finished"].as_bool().unwrap()).collect();
+    assert_eq!(finished, [false, false, true], "{status}");
+    let ours = status["tables"].as_array().unwrap().iter().filter(|t| t["shard"] == 2);
+    assert!(ours.clone().count() >= 1 && ours.clone().all(|t| t["finished"] == "complete"), "{status}");
     let e = shard(&["--shard", "0/4"], &[]).expect(2);
     assert!(e.stderr().contains("has 3 shards, not 4"), "{}", e.stderr());
     // Shard 0 from AWS Batch's variables; finalize is early (exit 3, retry can help).

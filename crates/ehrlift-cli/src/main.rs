@@ -721,9 +721,19 @@ fn cmd_status(plan_path: &Path, dest: &DestArgs, json: bool) -> Result<u8, Failu
         eprintln!("no run at {} yet", store.url());
         return Ok(0);
     };
-    eprintln!("run {} ({:?}, attempt {}, started {})", state.run_id, state.status, state.attempts, state.started_at);
+    match state.shards {
+        Some(n) => eprintln!("run {} ({:?}, {n} shards, started {})", state.run_id, state.status, state.started_at),
+        None => eprintln!("run {} ({:?}, attempt {}, started {})", state.run_id, state.status, state.attempts, state.started_at),
+    }
     if !report.plan_matches {
         eprintln!("warning: the plan or its mappings changed since this run started; `run` will refuse to resume it (use --fresh)");
+    }
+    for s in &report.shards {
+        let st = if s.finished { "finished" } else if s.attempts == 0 { "not started" } else { "in progress" };
+        eprintln!("  shard {:<18} {:<20} units {:>5}  attempts {:>3}", s.shard, st, s.units, s.attempts);
+    }
+    if state.shards.is_some() && report.tables.is_empty() {
+        eprintln!("  (no shard has split the run into units yet)");
     }
     for t in &report.tables {
         let st = match t.finished {
@@ -731,9 +741,14 @@ fn cmd_status(plan_path: &Path, dest: &DestArgs, json: bool) -> Result<u8, Failu
             None if t.parts == 0 => "not started".into(),
             None => "in progress".into(),
         };
+        let name = match (t.slice, t.shard) {
+            (Some(slice), Some(shard)) => format!("{} [{slice}] @{shard}", t.table),
+            (None, Some(shard)) => format!("{} @{shard}", t.table),
+            _ => t.table.clone(),
+        };
         eprintln!(
             "  {:<24} {:<20} parts {:>5}  read {:>12}  written {:>12}  quarantined {:>10}",
-            t.table, st, t.parts, t.rows_read, t.rows_written, t.rows_quarantined
+            name, st, t.parts, t.rows_read, t.rows_written, t.rows_quarantined
         );
     }
     Ok(0)

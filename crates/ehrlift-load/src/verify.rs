@@ -59,7 +59,9 @@ pub enum VerifyError {
     #[error("no ehrlift run found at {0} (no _ehrlift/state.json)")]
     NoRun(String),
     /// The current run has no manifest yet.
-    #[error("run {0} has not finished; there is no manifest to verify yet (run `ehrlift run` again to resume it)")]
+    #[error(
+        "run {0} has not finished; there is no manifest to verify yet (run `ehrlift run` again to resume it; a sharded run: its unfinished shards, then `ehrlift finalize`)"
+    )]
     Unfinished(String),
     /// The state or manifest is not valid JSON of the expected shape.
     #[error("{key} is corrupt: {message}")]

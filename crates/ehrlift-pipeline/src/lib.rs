@@ -28,7 +28,7 @@ pub use privacy::{
     check_vault, key_provider, load_project_key, needs_key,
 };
 pub use profile::{ProfileOptions, profile};
-pub use replay::{StatusReport, TableProgress, status};
+pub use replay::{ShardStatus, StatusReport, TableProgress, status};
 pub use run::{Preflight, RunOptions, RunOutcome, ValidationReport, preflights, run, validate};
 pub use shard::{
     MAX_SHARDS, Piece, PieceResult, Shard, ShardManifest, Unit, UnitPlan, finalize, lease_key, run_shard, shard_manifest_key, units_key,

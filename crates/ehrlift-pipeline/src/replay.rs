@@ -50,6 +50,12 @@ pub struct TableProgress {
     pub finished: Option<TableStatus>,
     /// Fingerprint of the file list the committed parts were read from.
     pub files_fingerprint: Option<String>,
+    /// The slice of the table, when a sharded run split it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slice: Option<u32>,
+    /// The shard that runs it, in a sharded run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
     /// Commit records, in part order.
     #[serde(skip)]
     pub(crate) records: Vec<CommitRecord>,
@@ -134,19 +140,59 @@ pub struct StatusReport {
     pub state: Option<RunState>,
     /// Whether the plan on disk matches the run's.
     pub plan_matches: bool,
-    /// Per table of the plan.
+    /// Per table of the plan; in a sharded run, per table or slice, in plan order.
     pub tables: Vec<TableProgress>,
+    /// Per shard of a sharded run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardStatus>,
+}
+
+/// Where one shard of a sharded run stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardStatus {
+    /// Shard index.
+    pub shard: u32,
+    /// Units it was given (none until the first shard split the run).
+    pub units: usize,
+    /// Attempts so far.
+    pub attempts: usize,
+    /// Whether it wrote its shard manifest.
+    pub finished: bool,
 }
 
 /// Reads the saved state of `plan` at the store.
 pub fn status(plan: &Plan, store: &dyn ObjectStore) -> Result<StatusReport, PipelineError> {
     let state: Option<RunState> = get_json(store, STATE_KEY)?;
     let mut tables = Vec::new();
-    if let Some(s) = &state {
-        for m in &plan.tables {
-            tables.push(load_progress(store, &s.run_id, &m.table, None)?);
+    let mut shards = Vec::new();
+    match &state {
+        Some(s) if s.shards.is_some() => {
+            let units: Option<crate::shard::UnitPlan> = get_json(store, &crate::shard::units_key(&s.run_id))?;
+            let units = units.map(|u| u.units).unwrap_or_default();
+            for u in &units {
+                for p in &u.pieces {
+                    let mut t = load_progress(store, &s.run_id, &p.table, p.slice)?;
+                    (t.slice, t.shard) = (p.slice, Some(u.shard));
+                    tables.push(t);
+                }
+            }
+            tables.sort_by_key(|t| (plan.tables.iter().position(|m| m.table == t.table), t.slice));
+            for i in 0..s.shards.unwrap_or(0) {
+                shards.push(ShardStatus {
+                    shard: i,
+                    units: units.iter().filter(|u| u.shard == i).count(),
+                    attempts: store.list(&crate::shard::attempts_prefix(&s.run_id, i))?.len(),
+                    finished: store.get(&crate::shard::shard_manifest_key(&s.run_id, i))?.is_some(),
+                });
+            }
         }
+        Some(s) => {
+            for m in &plan.tables {
+                tables.push(load_progress(store, &s.run_id, &m.table, None)?);
+            }
+        }
+        None => {}
     }
     let plan_matches = state.as_ref().is_some_and(|s| s.plan_fingerprint == crate::run::plan_fingerprint(plan));
-    Ok(StatusReport { state, plan_matches, tables })
+    Ok(StatusReport { state, plan_matches, tables, shards })
 }

@@ -234,7 +234,7 @@ pub fn shard_manifest_key(run_id: &str, shard: u32) -> String {
     format!("{}shards/{shard:04}/manifest.json", run_prefix(run_id))
 }
 
-fn attempts_prefix(run_id: &str, shard: u32) -> String {
+pub(crate) fn attempts_prefix(run_id: &str, shard: u32) -> String {
     format!("{}shards/{shard:04}/attempts/", run_prefix(run_id))
 }
 
