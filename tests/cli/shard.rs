@@ -19,13 +19,13 @@ fn files(dir: &Path) {
     for f in 0..6 {
         let mut s = String::from("id,mrn,text\n");
         for i in f * 20_000..(f + 1) * 20_000 {
-            s.push_str(&format!("{i},MRN{},note {i} {}\n", i % 5000, "x".repeat(i % 40)));
+            s.push_str(&format!("{i},ZZSENTINEL{},note {i} {}\n", i % 5000, "x".repeat(i % 40)));
         }
         std::fs::write(dir.join(format!("notes/notes_{f}.csv")), s).unwrap();
     }
     let mut p = String::from("mrn,zip\n");
     for i in 0..5000 {
-        p.push_str(&format!("MRN{i},{:05}\n", 10_000 + i));
+        p.push_str(&format!("ZZSENTINEL{i},{:05}\n", 10_000 + i));
     }
     std::fs::write(dir.join("patients.csv"), p).unwrap();
     std::fs::write(dir.join("codes.csv"), "code,label\nA,alpha\nB,beta\n").unwrap();
@@ -137,7 +137,8 @@ fn issue_8_local_shards_from_flag_and_batch_variables_cover_every_row_once() {
     assert!(!dest.exists(), "a refused shard writes nothing");
 
     // Shard 2 by flag: its own units only; the run is not finalized yet.
-    let two = shard(&["--shard", "2/3"], &[]).expect(0).json();
+    let two_run = shard(&["-vv", "--shard", "2/3"], &[]).expect(0);
+    let two = two_run.json();
     assert_eq!((two["status"].as_str(), two["shard"].as_str()), (Some("running"), Some("2/3")));
     assert_eq!(two["pending_shards"], serde_json::json!([0, 1]));
     let status = run(ehrlift().arg("status").arg(&plan).arg("--dest").arg(url(&dest)).arg("--json")).expect(0).json();
@@ -152,7 +153,8 @@ fn issue_8_local_shards_from_flag_and_batch_variables_cover_every_row_once() {
     let early = run(ehrlift().arg("finalize").arg(&plan).arg("--dest").arg(url(&dest))).expect(3);
     assert!(early.stderr().contains("shard(s) 1 of 3 have not finished"), "{}", early.stderr());
     // Shard 1 from a Kubernetes Indexed Job's: the last to finish finalizes the run.
-    let last = shard(&[], &[("JOB_COMPLETION_INDEX", "1"), ("EHRLIFT_SHARDS", "3")]).expect(0).json();
+    let last_run = shard(&["-vv"], &[("JOB_COMPLETION_INDEX", "1"), ("EHRLIFT_SHARDS", "3")]).expect(0);
+    let last = last_run.json();
     assert_eq!(last["status"], "complete");
     run(ehrlift().arg("verify").arg(url(&dest))).expect(0);
     let done = run(ehrlift().arg("finalize").arg(&plan).arg("--dest").arg(url(&dest)).arg("--json")).expect(0);
@@ -180,6 +182,14 @@ fn issue_8_local_shards_from_flag_and_batch_variables_cover_every_row_once() {
     assert_eq!(notes["rows_written"], 120_000);
     let patients = tables.iter().find(|t| t["table"] == "patients").unwrap();
     assert!(patients.get("slices").is_none(), "a table with surrogates stays whole");
+
+    // No source value in any log line or run record (MRNs carry a sentinel).
+    for (out, what) in [(&two_run, "shard 2"), (&last_run, "shard 1")] {
+        assert!(!out.stderr().contains("ZZSENTINEL") && !out.stdout().contains("ZZSENTINEL"), "{what}");
+    }
+    for (k, bytes) in snapshot(&dest).iter().filter(|(k, _)| k.starts_with("_ehrlift/")) {
+        assert!(!String::from_utf8_lossy(bytes).contains("ZZSENTINEL"), "{k}");
+    }
 
     // A finished shard run again does nothing.
     let before = snapshot(&dest);
@@ -217,7 +227,7 @@ fn issue_8_four_shards_on_moto_in_any_order_one_killed_cover_every_source_row_on
     let Some(db) = Legacy::postgres("shard4") else { return };
     db.exec(
         "CREATE TABLE encounters (id bigint PRIMARY KEY, mrn text NOT NULL, code text NOT NULL);
-         INSERT INTO encounters SELECT g * 7, 'MRN' || (g % 3000), 'C' || (g % 97) FROM generate_series(1, 40000) g;
+         INSERT INTO encounters SELECT g * 7, 'ZZSENTINEL' || (g % 3000), 'C' || (g % 97) FROM generate_series(1, 40000) g;
          ANALYZE encounters;",
     );
     let key = moto.key();
@@ -341,6 +351,12 @@ rule = "keep"
         for bound in [&p["key_range"]["after"], &p["key_range"]["upto"]].into_iter().filter_map(Value::as_str) {
             assert!(bound.parse::<i64>().is_err() && bound.len() > 20, "a sealed bound, not a key: {bound}");
         }
+    }
+    for (k, bytes) in all.iter().filter(|(k, _)| k.starts_with("_ehrlift/")) {
+        assert!(!String::from_utf8_lossy(bytes).contains("ZZSENTINEL"), "no source value in {k}");
+    }
+    for i in 0..4 {
+        assert!(!std::fs::read_to_string(log(i)).unwrap().contains("ZZSENTINEL"), "no source value in shard {i}'s log");
     }
     for k in all.keys() {
         let (alg, kms, _) = moto.head(&bucket, &format!("ehr/{k}"));
