@@ -729,7 +729,13 @@ fn cmd_status(plan_path: &Path, dest: &DestArgs, json: bool) -> Result<u8, Failu
         eprintln!("warning: the plan or its mappings changed since this run started; `run` will refuse to resume it (use --fresh)");
     }
     for s in &report.shards {
-        let st = if s.finished { "finished" } else if s.attempts == 0 { "not started" } else { "in progress" };
+        let st = if s.finished {
+            "finished"
+        } else if s.attempts == 0 {
+            "not started"
+        } else {
+            "in progress"
+        };
         eprintln!("  shard {:<18} {:<20} units {:>5}  attempts {:>3}", s.shard, st, s.units, s.attempts);
     }
     if state.shards.is_some() && report.tables.is_empty() {

@@ -50,6 +50,30 @@ pub struct RunOutcome {
     pub pending_shards: Vec<u32>,
 }
 
+impl RunOutcome {
+    /// The outcome a manifest records.
+    pub(crate) fn of_manifest(m: &Manifest, already_finished: bool) -> Self {
+        RunOutcome {
+            run_id: m.run_id.clone(),
+            status: m.status,
+            already_finished,
+            attempts: m.attempts,
+            manifest: manifest_key(&m.run_id),
+            tables: m.tables.clone(),
+            shard: None,
+            pending_shards: Vec::new(),
+        }
+    }
+}
+
+/// The outcome of a run that finished before: nothing more to do.
+pub(crate) fn finished(store: &dyn ObjectStore, state: &RunState) -> Result<RunOutcome, PipelineError> {
+    let key = manifest_key(&state.run_id);
+    let manifest: Manifest =
+        get_json(store, &key)?.ok_or_else(|| PipelineError::Corrupt { key, message: "finished run without a manifest".into() })?;
+    Ok(RunOutcome::of_manifest(&manifest, true))
+}
+
 /// Fingerprint of the plan and every mapping: a resumed run must see the same.
 pub(crate) fn plan_fingerprint(plan: &Plan) -> String {
     let mut parts = vec![plan.sha256.clone()];
@@ -251,20 +275,7 @@ pub fn run(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions) -> Result<Ru
                 )));
             }
             if s.status != RunStatus::Running {
-                let manifest: Manifest = get_json(store, &manifest_key(&s.run_id))?.ok_or_else(|| PipelineError::Corrupt {
-                    key: manifest_key(&s.run_id),
-                    message: "finished run without a manifest".into(),
-                })?;
-                return Ok(RunOutcome {
-                    run_id: s.run_id.clone(),
-                    status: s.status,
-                    already_finished: true,
-                    attempts: s.attempts,
-                    manifest: manifest_key(&s.run_id),
-                    tables: manifest.tables,
-                    shard: None,
-                    pending_shards: Vec::new(),
-                });
+                return finished(store, &s);
             }
             if let Some(n) = s.shards {
                 return Err(PipelineError::Config(format!(

@@ -203,25 +203,9 @@ pub struct ShardManifest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PieceResult {
     /// The piece.
-    #[serde(flatten)]
     pub piece: Piece,
-    /// Its input's names (files, or `source:table`).
-    pub names: Vec<String>,
-    /// How it ended.
-    pub status: TableStatus,
-    /// Source rows read.
-    pub rows_read: u64,
-    /// Rows written.
-    pub rows_written: u64,
-    /// Rows quarantined.
-    pub rows_quarantined: u64,
-    /// Quarantine entries by reason.
-    pub quarantine_reasons: BTreeMap<String, u64>,
-    /// Items of other types passed over.
-    #[serde(default)]
-    pub rows_passed_over: u64,
-    /// Parts committed.
-    pub parts: u32,
+    /// Its totals, as a table's in a manifest (`files`: the piece's input names).
+    pub totals: TableSummary,
 }
 
 /// Key of a sharded run's unit plan.
@@ -330,19 +314,9 @@ pub fn run_shard(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions, shard:
     drop(snapshots);
     let mut objects = Vec::new();
     let mut results_out = Vec::new();
-    for (piece, Done { names, progress, .. }) in pieces.into_iter().zip(results) {
+    for (piece, Done { mapping: m, names, progress }) in pieces.into_iter().zip(results) {
         objects.extend(progress.records.iter().flat_map(|r| r.objects.iter().cloned()));
-        results_out.push(PieceResult {
-            piece,
-            names,
-            status: progress.finished.expect("piece finished"),
-            rows_read: progress.rows_read,
-            rows_written: progress.rows_written,
-            rows_quarantined: progress.rows_quarantined,
-            quarantine_reasons: progress.quarantine_reasons.clone(),
-            rows_passed_over: progress.rows_passed_over,
-            parts: progress.parts,
-        });
+        results_out.push(PieceResult { totals: crate::run::table_summary(m, names, &progress), piece });
     }
     let manifest = ShardManifest {
         format: FORMAT_VERSION,
@@ -431,7 +405,7 @@ fn finalize_run(plan: &Plan, store: &dyn ObjectStore, state: &RunState) -> Resul
             // Finalized, but the state was not yet updated (interrupted, or a race).
             put_json(store, STATE_KEY, &RunState { status: done.status, ..state.clone() }).map_err(fail)?;
         }
-        return Ok(outcome_of(&done, true));
+        return Ok(RunOutcome::of_manifest(&done, true));
     }
     if state.plan_fingerprint != crate::run::plan_fingerprint(plan) {
         return Err(fail(PipelineError::Config(format!(
@@ -529,20 +503,7 @@ fn finalize_run(plan: &Plan, store: &dyn ObjectStore, state: &RunState) -> Resul
     }
     put_json(store, STATE_KEY, &RunState { status: written.status, ..state.clone() }).map_err(fail)?;
     tracing::info!(run_id = %run_id, status = ?written.status, shards = count, "run finalized");
-    Ok(outcome_of(&written, false))
-}
-
-fn outcome_of(m: &Manifest, already: bool) -> RunOutcome {
-    RunOutcome {
-        run_id: m.run_id.clone(),
-        status: m.status,
-        already_finished: already,
-        attempts: m.attempts,
-        manifest: manifest_key(&m.run_id),
-        tables: m.tables.clone(),
-        shard: None,
-        pending_shards: Vec::new(),
-    }
+    Ok(RunOutcome::of_manifest(&written, false))
 }
 
 /// Per table of the plan (those the shards ran), its totals over its pieces.
@@ -551,16 +512,18 @@ fn merge_tables(plan: &Plan, shards: &[ShardManifest]) -> Vec<TableSummary> {
     for m in &plan.tables {
         let mut pieces: Vec<(u32, &PieceResult)> =
             shards.iter().flat_map(|s| s.pieces.iter().map(move |p| (s.shard, p))).filter(|(_, p)| p.piece.table == m.table).collect();
-        if pieces.is_empty() {
-            continue;
-        }
         pieces.sort_by_key(|(_, p)| p.piece.slice);
+        match pieces.as_slice() {
+            [] => continue,
+            [(_, whole)] if whole.piece.slice.is_none() => {
+                out.push(whole.totals.clone());
+                continue;
+            }
+            _ => {}
+        }
         let mut t = TableSummary {
-            table: m.table.clone(),
             status: TableStatus::Complete,
             files: Vec::new(),
-            mapping_sha256: m.sha256.clone(),
-            mapping_path: m.path.display().to_string(),
             rows_read: 0,
             rows_written: 0,
             rows_quarantined: 0,
@@ -568,42 +531,40 @@ fn merge_tables(plan: &Plan, shards: &[ShardManifest]) -> Vec<TableSummary> {
             rows_passed_over: 0,
             parts: 0,
             slices: Vec::new(),
+            ..pieces[0].1.totals.clone()
         };
-        for (shard, p) in pieces {
-            if p.status != TableStatus::Complete {
-                t.status = p.status;
+        for (shard, PieceResult { piece, totals: s }) in pieces {
+            if s.status != TableStatus::Complete {
+                t.status = s.status;
             }
-            t.rows_read += p.rows_read;
-            t.rows_written += p.rows_written;
-            t.rows_quarantined += p.rows_quarantined;
-            t.rows_passed_over += p.rows_passed_over;
-            t.parts += p.parts;
-            for (reason, n) in &p.quarantine_reasons {
+            t.rows_read += s.rows_read;
+            t.rows_written += s.rows_written;
+            t.rows_quarantined += s.rows_quarantined;
+            t.rows_passed_over += s.rows_passed_over;
+            t.parts += s.parts;
+            for (reason, n) in &s.quarantine_reasons {
                 *t.quarantine_reasons.entry(reason.clone()).or_default() += n;
             }
-            match (p.piece.slice, p.piece.of) {
-                (Some(slice), Some(of)) => {
-                    if p.piece.key_range.is_none() {
-                        t.files.extend(p.names.iter().cloned());
-                    } else if t.files.is_empty() {
-                        t.files = p.names.clone();
-                    }
-                    t.slices.push(SliceSummary {
-                        slice,
-                        of,
-                        shard,
-                        status: p.status,
-                        files: if p.piece.key_range.is_none() { p.names.clone() } else { Vec::new() },
-                        key_range: p.piece.key_range.clone(),
-                        rows_read: p.rows_read,
-                        rows_written: p.rows_written,
-                        rows_quarantined: p.rows_quarantined,
-                        rows_passed_over: p.rows_passed_over,
-                        parts: p.parts,
-                    });
-                }
-                _ => t.files = p.names.clone(),
+            // File slices list their own files; key slices all read the same relation.
+            let files = if piece.key_range.is_none() { s.files.clone() } else { Vec::new() };
+            if piece.key_range.is_none() {
+                t.files.extend(files.iter().cloned());
+            } else if t.files.is_empty() {
+                t.files = s.files.clone();
             }
+            t.slices.push(SliceSummary {
+                slice: piece.slice.unwrap_or(1),
+                of: piece.of.unwrap_or(1),
+                shard,
+                status: s.status,
+                files,
+                key_range: piece.key_range.clone(),
+                rows_read: s.rows_read,
+                rows_written: s.rows_written,
+                rows_quarantined: s.rows_quarantined,
+                rows_passed_over: s.rows_passed_over,
+                parts: s.parts,
+            });
         }
         out.push(t);
     }
@@ -648,12 +609,8 @@ fn join(plan: &Plan, store: &dyn ObjectStore, fp: &str, shard: Shard) -> Result<
             )));
         }
         if s.status != RunStatus::Running {
-            let manifest: Manifest = get_json(store, &manifest_key(&s.run_id))?.ok_or_else(|| PipelineError::Corrupt {
-                key: manifest_key(&s.run_id),
-                message: "finished run without a manifest".into(),
-            })?;
             tracing::info!(run_id = %s.run_id, %shard, "the run already finished; nothing to do");
-            let mut outcome = outcome_of(&manifest, true);
+            let mut outcome = crate::run::finished(store, &s)?;
             outcome.shard = Some(shard.to_string());
             return Ok(Joined::Finished(Box::new(outcome)));
         }
