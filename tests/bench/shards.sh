@@ -10,16 +10,19 @@
 #               pg_stats.
 #
 # usage: tests/bench/shards.sh [--db] [ROWS]        (default 1,000,000 rows; SHARDS="2 4")
-# Environment: BENCH_DIR, BENCH_SKIP_BUILD, CARGO_TARGET_DIR, PG_URL as in run.sh.
-# On a machine with few cores the shards compete for them: the figure that matters on a
-# batch engine (one shard per machine) is the per-shard work, printed as well.
+# Environment: BENCH_DIR, BENCH_SKIP_BUILD, CARGO_TARGET_DIR, PG_URL as in run.sh;
+# SHARDS (default "2 4"); PIN=1 runs every process on one core (taskset), the one-process
+# run included. On one machine the shards compete for its cores, so the unpinned figures
+# show the coordination cost, not a speedup; PIN=1 with N <= cores imitates a batch engine
+# that gives each shard a machine of its own.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 bench_dir=${BENCH_DIR:-$HOME/.cache/ehrlift-bench}
 shared=${BENCH_SHARED:-$(cd "$repo/.." && pwd)/shared/bench}
-py=${PYTHON:-python3}
+venv=${BENCH_VENV:-$bench_dir/venv}
+py=${PYTHON:-$venv/bin/python}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ehrlift-target}
 bin=$CARGO_TARGET_DIR/release/ehrlift
 shards=${SHARDS:-2 4}
@@ -36,7 +39,15 @@ done
 [ "${BENCH_SKIP_BUILD:-0}" = 1 ] || (cd "$repo" && cargo build --release --locked -p ehrlift-cli >&2)
 mkdir -p "$bench_dir"
 csv=$bench_dir/patients-$rows.csv
-[ -f "$csv" ] || "$py" "$shared/gen_patients_csv.py" "$rows" "$csv"
+if [ ! -f "$csv" ]; then
+  # The generator needs duckdb: the benchmark venv (run.sh installs the peers there too).
+  if ! "$py" -c 'import duckdb' 2> /dev/null; then
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q duckdb >&2
+    py=$venv/bin/python
+  fi
+  "$py" "$shared/gen_patients_csv.py" "$rows" "$csv"
+fi
 split_dir=$bench_dir/patients-$rows-split
 if [ ! -f "$split_dir/.done" ]; then
   rm -rf "$split_dir" && mkdir -p "$split_dir"
@@ -48,7 +59,7 @@ fi
 cat "$split_dir"/part-*.csv > /dev/null   # into the page cache, for every variant alike
 
 work=$(mktemp -d "$bench_dir/shards.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+trap '[ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$work"' EXIT
 export EHRLIFT_KEYRING=$work/keyring
 
 # The shipped benchmark plans, with a slice size that lets this input split.
@@ -66,10 +77,14 @@ print(sum(t["rows_written"] for t in m["tables"]))
 PY
 }
 
+# pin CORE: with PIN=1 a process runs on one core only (taskset), as if each shard had a
+# machine of one core to itself; the one-process run then gets one core too.
+pin() { if [ "${PIN:-0}" = 1 ]; then echo taskset -c "$1"; fi; }
+
 measure() {  # measure LABEL PLAN   (prints one row per variant)
   local label=$1 plan=$2 out t0 t1 n rss
   out=$work/$label-1
-  /usr/bin/time -f "%e %M" -o "$work/time" "$bin" --progress none run "$plan" --dest "file://$out" > /dev/null
+  $(pin 0) /usr/bin/time -f "%e %M" -o "$work/time" "$bin" --progress none run "$plan" --dest "file://$out" > /dev/null 2> "$work/log"
   read -r t rss < "$work/time"
   n=$(rows_written "$out")
   [ "$n" = "$rows" ] || { echo "shards.sh: $label, one process: $n rows written, expected $rows" >&2; exit 1; }
@@ -80,7 +95,7 @@ measure() {  # measure LABEL PLAN   (prints one row per variant)
     t0=$(date +%s.%N)
     pids=()
     for ((i = 0; i < n_sh; i++)); do
-      /usr/bin/time -f "%e %M" -o "$work/time.$i" "$bin" --progress none run "$plan" --dest "file://$out" --shard "$i/$n_sh" > /dev/null &
+      $(pin $((i % $(nproc)))) /usr/bin/time -f "%e %M" -o "$work/time.$i" "$bin" --progress none run "$plan" --dest "file://$out" --shard "$i/$n_sh" > /dev/null 2> "$work/log.$i" &
       pids+=($!)
     done
     for p in "${pids[@]}"; do wait "$p"; done
@@ -95,7 +110,7 @@ measure() {  # measure LABEL PLAN   (prints one row per variant)
   done
 }
 
-echo "$(nproc) cores; $rows rows; ehrlift $("$bin" --version)"
+echo "$(nproc) cores$([ "${PIN:-0}" = 1 ] && echo ", one core per process (PIN=1)"); $rows rows; $("$bin" --version)"
 printf '%-10s %-12s %9s %9s %12s\n' input variant wall_s speedup max_rss_MiB
 plan_copy "$repo/mappings/bench/patients-plain.toml" "$work/csv.toml"
 export BENCH_CSV="$split_dir/part-*.csv"

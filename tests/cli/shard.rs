@@ -368,3 +368,54 @@ rule = "keep"
     assert_eq!(again.json()["already_finished"], true);
     assert_eq!(moto.objects(&bucket, "ehr"), all, "nothing written, nothing deleted");
 }
+
+#[test]
+fn issue_8_mariadb_table_split_by_sampled_keys_reads_each_row_once() {
+    let Some(db) = Legacy::mariadb("shardmy") else { return };
+    db.exec(
+        "CREATE TABLE visits (site VARCHAR(8) NOT NULL, n INT NOT NULL, note VARCHAR(40), PRIMARY KEY (site, n));
+         INSERT INTO visits SELECT CONCAT('S', seq % 5), seq, CONCAT('ZZSENTINEL', seq) FROM seq_1_to_30000;",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let visits = r#"table = "visits"
+source = "emr"
+source_table = "visits"
+key = ["site", "n"]
+chunk_rows = 700
+[[columns]]
+name = "site"
+type = "utf8"
+rule = "keep"
+[[columns]]
+name = "n"
+type = "int64"
+rule = "keep"
+[[columns]]
+name = "note"
+type = "utf8"
+rule = "drop"
+"#;
+    let plan = plan(tmp.path(), "", &db.source("emr", ""), &[("visits", visits)]);
+    let dest = tmp.path().join("out");
+    // 30,000 rows weigh 7.3 MiB at 256 bytes each: 8 slices of a composite key for 2 shards.
+    for i in [1, 0] {
+        let out =
+            run(ehrlift().arg("-vv").arg("run").arg(&plan).arg("--dest").arg(url(&dest)).args(["--shard", &format!("{i}/2")])).expect(0);
+        assert!(!out.stderr().contains("ZZSENTINEL"), "shard {i} logs no value");
+    }
+    run(ehrlift().arg("verify").arg(url(&dest))).expect(0);
+    let rows = table_rows(&objects(&dest), "visits");
+    let keys: BTreeSet<(String, i64)> = rows.iter().map(|r| (r[0].clone().unwrap(), r[1].as_ref().unwrap().parse().unwrap())).collect();
+    assert_eq!((rows.len(), keys.len()), (30_000, 30_000), "every row once");
+    let m = manifest(&dest);
+    let slices = m["tables"][0]["slices"].as_array().unwrap();
+    assert_eq!(slices.len(), 8, "{slices:?}");
+    for s in slices {
+        let n = s["rows_read"].as_u64().unwrap();
+        assert!((2_000..=6_000).contains(&n), "about 30,000 / 8 rows per slice: {slices:?}");
+    }
+    let units =
+        std::fs::read_to_string(std::fs::read_dir(dest.join("_ehrlift/runs")).unwrap().next().unwrap().unwrap().path().join("units.json"))
+            .unwrap();
+    assert!(units.contains("\"split_by\": \"sampled keys\"") && !units.contains("ZZSENTINEL") && !units.contains("\"S1\""), "{units}");
+}
