@@ -148,6 +148,11 @@ fn issue_8_local_shards_from_flag_and_batch_variables_cover_every_row_once() {
     assert!(ours.clone().count() >= 1 && ours.clone().all(|t| t["finished"] == "complete"), "{status}");
     let e = shard(&["--shard", "0/4"], &[]).expect(2);
     assert!(e.stderr().contains("has 3 shards, not 4"), "{}", e.stderr());
+    // A file added after the split would be read by no shard: refused.
+    std::fs::write(data.join("notes/notes_9.csv"), "id,mrn,text\n999999,ZZSENTINEL1,late\n").unwrap();
+    let e = shard(&["--shard", "0/3"], &[]).expect(2);
+    assert!(e.stderr().contains("table `notes`: its files changed since run") && e.stderr().contains("(6 then, 7 now)"), "{}", e.stderr());
+    std::fs::remove_file(data.join("notes/notes_9.csv")).unwrap();
     // Shard 0 from AWS Batch's variables; finalize is early (exit 3, retry can help).
     shard(&[], &[("AWS_BATCH_JOB_ARRAY_INDEX", "0"), ("AWS_BATCH_JOB_ARRAY_SIZE", "3")]).expect(0);
     let early = run(ehrlift().arg("finalize").arg(&plan).arg("--dest").arg(url(&dest))).expect(3);

@@ -263,6 +263,7 @@ pub fn run_shard(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions, shard:
     let reference_date = crate::run::reference_date_of(plan, &state)?;
     let privacy = prepared.finish(plan, store, &run_id, attempt, reference_date, Some(shard.index))?;
     let units = units_for(plan, store, &state, &inputs, shard, privacy.cursor_seal.as_ref())?;
+    check_file_slices(plan, &inputs, &units)?;
     let mine: Vec<&Unit> = units.units.iter().filter(|u| u.shard == shard.index).collect();
     let r = &plan.run;
     tracing::info!(
@@ -837,6 +838,32 @@ fn assign(units: &mut [Unit], shards: u32) {
         units[i].shard = s as u32;
         load[s] += units[i].weight.max(1);
     }
+}
+
+/// A table split by its files must still have exactly the files the unit plan cut: a
+/// file added since would be read by no shard, a file removed by none.
+fn check_file_slices(plan: &Plan, inputs: &[Found], units: &UnitPlan) -> Result<(), PipelineError> {
+    for (m, found) in plan.tables.iter().zip(inputs) {
+        let Found::Files { dir, files, .. } = found else { continue };
+        let pieces = units.units.iter().flat_map(|u| &u.pieces).filter(|p| p.table == m.table && p.slice.is_some());
+        let mut planned: Vec<&String> = pieces.flat_map(|p| &p.files).collect();
+        if planned.is_empty() {
+            continue;
+        }
+        planned.sort();
+        let mut now = file_names(dir, files);
+        now.sort();
+        if planned.len() != now.len() || planned.iter().zip(&now).any(|(a, b)| *a != b) {
+            return Err(PipelineError::Config(format!(
+                "table `{}`: its files changed since run {} split them between shards ({} then, {} now); restore them, or write the run to a new destination",
+                m.table,
+                units.run_id,
+                planned.len(),
+                now.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A piece's input, its names and its fingerprint.
