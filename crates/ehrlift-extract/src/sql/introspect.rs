@@ -590,53 +590,11 @@ mod tests {
     //! Against real servers: PostgreSQL on 127.0.0.1:5432 (postgres, trust) and MariaDB on
     //! 127.0.0.1:3306 (root, no password). Unreachable servers skip a test, except with CI=true.
     use super::*;
+    use crate::sql::live::{DropDb, admin, run, unique_name};
     use crate::sql::scaffold::scaffold_on;
     use sqlx::Executor;
 
     const SENTINEL: &str = "ZZSENTINELZZ";
-
-    fn run<T>(f: impl Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
-    }
-
-    fn unique_name() -> String {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        format!("ehrlift_init_{}_{nanos}_{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Connects to a server's admin database, or says why the test is skipped.
-    async fn admin<C: Connection>(url: &str) -> Option<C> {
-        match C::connect(url).await {
-            Ok(c) => Some(c),
-            Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("{url} is required under CI: {e}"),
-            Err(e) => {
-                eprintln!("notice: skipping, {url} is unreachable: {e}");
-                None
-            }
-        }
-    }
-
-    /// Drops the test database when the test ends, passing or not. Runs on its own thread
-    /// because a runtime cannot be started inside the test's.
-    struct DropDb(&'static str, String);
-    impl Drop for DropDb {
-        fn drop(&mut self) {
-            let (admin, sql) = (self.0, self.1.clone());
-            let _ = std::thread::spawn(move || {
-                run(async move {
-                    if admin.starts_with("postgres") {
-                        let mut c = PgConnection::connect(admin).await?;
-                        c.execute(AssertSqlSafe(sql)).await.map(drop)
-                    } else {
-                        let mut c = MySqlConnection::connect(admin).await?;
-                        c.execute(AssertSqlSafe(sql)).await.map(drop)
-                    }
-                })
-            })
-            .join();
-        }
-    }
 
     fn table<'s>(s: &'s Schema, name: &str) -> &'s TableInfo {
         s.tables.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no table {name}"))
@@ -701,7 +659,7 @@ mod tests {
         let e = run(introspect("postgres://postgres:ZZPASSWORDZZ@127.0.0.1:1/x", None, 0)).unwrap_err();
         assert!(matches!(e, IntrospectError::Connect { .. }) && !format!("{e} {e:?}").contains("ZZPASSWORDZZ"), "{e}");
         // A missing SQLite file is an error, not a new empty database.
-        let path = std::env::temp_dir().join(format!("{}.db", unique_name()));
+        let path = std::env::temp_dir().join(format!("{}.db", unique_name("init")));
         let e = run(introspect(&format!("sqlite://{}", path.display()), None, 0)).unwrap_err();
         assert!(matches!(e, IntrospectError::Connect { .. }) && !path.exists(), "{e}");
     }
@@ -711,7 +669,7 @@ mod tests {
         let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
         run(async {
             let Some(mut admin) = admin::<PgConnection>(admin_url).await else { return };
-            let db = unique_name();
+            let db = unique_name("init");
             admin.execute(AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.unwrap();
             let _cleanup = DropDb(admin_url, format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
             let url = format!("postgres://postgres:ZZPASSWORDZZ@127.0.0.1:5432/{db}");
@@ -772,7 +730,7 @@ mod tests {
         let admin_url = "mysql://root@127.0.0.1:3306/";
         run(async {
             let Some(mut admin) = admin::<MySqlConnection>(admin_url).await else { return };
-            let db = unique_name();
+            let db = unique_name("init");
             admin.execute(AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.unwrap();
             let _cleanup = DropDb(admin_url, format!("DROP DATABASE IF EXISTS {db}"));
             let url = format!("mariadb://root@127.0.0.1:3306/{db}");
@@ -825,7 +783,7 @@ mod tests {
 
     #[test]
     fn sqlite_legacy_schema() {
-        let path = std::env::temp_dir().join(format!("{}.db", unique_name()));
+        let path = std::env::temp_dir().join(format!("{}.db", unique_name("init")));
         struct Remove(std::path::PathBuf);
         impl Drop for Remove {
             fn drop(&mut self) {

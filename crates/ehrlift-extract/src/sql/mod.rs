@@ -20,6 +20,9 @@
 //! identifier is replaced, because servers quote values in some messages.
 
 pub mod introspect;
+#[cfg(test)]
+#[path = "live_tests.rs"]
+mod live;
 mod mysql;
 mod pg;
 pub mod scaffold;

@@ -8,6 +8,7 @@ use ehrlift_core::Position;
 use sqlx::{AssertSqlSafe, Connection, Executor, MySqlConnection, PgConnection, SqliteConnection};
 
 use super::*;
+use crate::sql::live::{DropDb, admin, run, unique_name};
 use crate::sql::{CursorSeal, PgSnapshot, SqlTableSource, spec_for_tests};
 
 const ROWS: usize = 10_000;
@@ -112,46 +113,6 @@ fn splits_cut_ranges_and_withhold_keys() {
 
 // ---- against real servers ----
 
-fn run<T>(f: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
-}
-
-fn unique_name() -> String {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("ehrlift_split_{}_{nanos}_{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-}
-
-/// Connects to a server's admin database, or says why the test is skipped.
-async fn admin<C: Connection>(url: &str) -> Option<C> {
-    match C::connect(url).await {
-        Ok(c) => Some(c),
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("{url} is required under CI: {e}"),
-        Err(e) => {
-            eprintln!("notice: skipping, {url} is unreachable: {e}");
-            None
-        }
-    }
-}
-
-/// Drops the test database when the test ends, passing or not.
-struct DropDb(&'static str, String);
-impl Drop for DropDb {
-    fn drop(&mut self) {
-        let (admin, sql) = (self.0, self.1.clone());
-        let _ = std::thread::spawn(move || {
-            run(async move {
-                if admin.starts_with("postgres") {
-                    PgConnection::connect(admin).await?.execute(AssertSqlSafe(sql)).await.map(drop)
-                } else {
-                    MySqlConnection::connect(admin).await?.execute(AssertSqlSafe(sql)).await.map(drop)
-                }
-            })
-        })
-        .join();
-    }
-}
-
 /// A key as text (`site|n` for a composite one), to compare sets of rows.
 fn key_text(k: &[KeyValue]) -> String {
     let part = |v: &KeyValue| match v {
@@ -227,7 +188,7 @@ macro_rules! keys_of {
 #[test]
 fn postgres_ranges_cover_the_table_once() {
     let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
-    let db = unique_name();
+    let db = unique_name("split");
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     let Some(_cleanup) = run(async {
         let mut admin = admin::<PgConnection>(admin_url).await?;
@@ -281,7 +242,7 @@ fn postgres_ranges_cover_the_table_once() {
 #[test]
 fn mariadb_ranges_cover_the_table_once() {
     let admin_url = "mysql://root@127.0.0.1:3306/";
-    let db = unique_name();
+    let db = unique_name("split");
     let url = format!("mysql://root@127.0.0.1:3306/{db}");
     let Some(_cleanup) = run(async {
         let mut admin = admin::<MySqlConnection>(admin_url).await?;
@@ -314,7 +275,7 @@ fn mariadb_ranges_cover_the_table_once() {
 
 #[test]
 fn sqlite_ranges_cover_the_table_once() {
-    let path = std::env::temp_dir().join(format!("{}.db", unique_name()));
+    let path = std::env::temp_dir().join(format!("{}.db", unique_name("split")));
     struct Remove(std::path::PathBuf);
     impl Drop for Remove {
         fn drop(&mut self) {
