@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 
 use regex_automata::meta::Regex;
 
+use ehrlift_fixed::import::toml_str as q;
 use ehrlift_mapping::{ColumnType, ListOf};
 
 use super::introspect::{ColumnInfo, Dialect, ForeignKey, Schema, TableInfo, redact_url};
@@ -664,27 +665,6 @@ fn unique(base: String, used: &mut HashSet<String>) -> String {
         i += 1;
     }
     name
-}
-
-/// A TOML basic string.
-fn q(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Text safe inside a `#` comment: a line break in a column name must not end the comment.

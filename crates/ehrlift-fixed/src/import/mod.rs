@@ -15,8 +15,9 @@ pub use naaccr::naaccr_xml;
 use crate::error::ImportError;
 use crate::layout::Layout;
 
-/// A TOML basic string.
-pub(crate) fn toml_str(s: &str) -> String {
+/// A TOML basic string (quotes, backslashes and control characters escaped): for files
+/// written as text, here and by `ehrlift init`'s scaffold.
+pub fn toml_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
