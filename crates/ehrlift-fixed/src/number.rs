@@ -24,6 +24,17 @@ pub(crate) fn write_number(out: &mut String, neg: bool, int: &[u8], frac_zeros: 
     }
 }
 
+/// A zoned or packed field split into its leading bytes and its last byte (which
+/// carries the sign); `None` when it is empty or blank (nothing but spaces of its
+/// encoding, as COBOL leaves fields it never filled), which decodes to nothing.
+pub(crate) fn signed_field(bytes: &[u8], enc: crate::layout::Encoding) -> Option<(&[u8], u8)> {
+    let space = enc.byte_of(b' ');
+    if bytes.iter().all(|&b| b == space) {
+        return None;
+    }
+    bytes.split_last().map(|(&last, head)| (head, last))
+}
+
 /// Writes `digits` with `decimals` implied decimal places.
 pub(crate) fn write_implied(out: &mut String, neg: bool, digits: &[u8], decimals: usize) {
     if digits.len() > decimals {

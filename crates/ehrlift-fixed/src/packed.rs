@@ -6,17 +6,11 @@
 
 use crate::error::Reason;
 use crate::layout::Encoding;
-use crate::number::write_implied;
+use crate::number::{signed_field, write_implied};
 
 /// Writes a packed field as canonical text (nothing when blank).
 pub(crate) fn decode(bytes: &[u8], enc: Encoding, decimals: usize, digits: &mut Vec<u8>, out: &mut String) -> Result<(), Reason> {
-    let space = enc.byte_of(b' ');
-    if bytes.iter().all(|&b| b == space) {
-        return Ok(());
-    }
-    let Some((&last, head)) = bytes.split_last() else {
-        return Ok(());
-    };
+    let Some((head, last)) = signed_field(bytes, enc) else { return Ok(()) };
     digits.clear();
     for &b in head {
         let (hi, lo) = (b >> 4, b & 0x0F);
