@@ -456,11 +456,7 @@ pub(crate) fn run_tables<'p>(
         let Work { mapping: m, slice, input, names, fingerprint, progress } =
             queue[i].lock().expect("queue").take().expect("each table once");
         if progress.finished.is_some() {
-            let table = match slice {
-                None => m.table.clone(),
-                Some(s) => format!("{} slice {s}", m.table),
-            };
-            opts.reporter.event(ehrlift_core::TableEvent::Skipped { table });
+            opts.reporter.event(ehrlift_core::TableEvent::Skipped { table: crate::table::label(&m.table, slice) });
             return Ok(Done { mapping: m, names, progress });
         }
         let table_span = tracing::info_span!("table", table = %m.table, slice = tracing::field::Empty);

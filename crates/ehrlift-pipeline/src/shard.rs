@@ -250,9 +250,9 @@ pub fn run_shard(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions, shard:
     let _lease = store.lock(&lease_key(&run_id, shard.index))?;
     // Every log line from here on carries the run id and the shard.
     let _run_span = tracing::info_span!("run", run_id = %run_id, shard = %shard).entered();
-    if get_json::<ShardManifest>(store, &shard_manifest_key(&run_id, shard.index))?.is_some() {
+    if let Some(done) = get_json::<ShardManifest>(store, &shard_manifest_key(&run_id, shard.index))? {
         tracing::info!(%shard, "this shard already finished; nothing to do");
-        return shard_outcome(plan, store, &state, shard, true);
+        return shard_outcome(plan, store, &state, &done, true);
     }
     let attempt = store.list(&attempts_prefix(&run_id, shard.index))?.len() as u32 + 1;
     put_json_new(
@@ -336,12 +336,19 @@ pub fn run_shard(plan: &Plan, store: &dyn ObjectStore, opts: &RunOptions, shard:
     put_json_new(store, &shard_manifest_key(&run_id, shard.index), &manifest)?;
     tracing::info!(%shard, units = manifest.units.len(), objects = manifest.objects.len(), "shard finished");
     drop(privacy);
-    shard_outcome(plan, store, &state, shard, false)
+    shard_outcome(plan, store, &state, &manifest, false)
 }
 
 /// A shard's outcome after its manifest is written: the run's, when this shard (or an
 /// earlier one) could finalize it; else the shard's own tables, with status running.
-fn shard_outcome(plan: &Plan, store: &dyn ObjectStore, state: &RunState, shard: Shard, already: bool) -> Result<RunOutcome, PipelineError> {
+fn shard_outcome(
+    plan: &Plan,
+    store: &dyn ObjectStore,
+    state: &RunState,
+    m: &ShardManifest,
+    already: bool,
+) -> Result<RunOutcome, PipelineError> {
+    let shard = Shard { index: m.shard, count: m.shards };
     match finalize_run(plan, store, state) {
         Ok(mut outcome) => {
             outcome.already_finished = already;
@@ -349,9 +356,6 @@ fn shard_outcome(plan: &Plan, store: &dyn ObjectStore, state: &RunState, shard: 
             Ok(outcome)
         }
         Err(Pending { missing, .. }) if !missing.is_empty() => {
-            let m: ShardManifest = get_json(store, &shard_manifest_key(&state.run_id, shard.index))?.ok_or_else(|| {
-                PipelineError::Corrupt { key: shard_manifest_key(&state.run_id, shard.index), message: "vanished".into() }
-            })?;
             tracing::info!(
                 %shard, waiting_for = %list(&missing), "shard done; the run is finalized by the last shard to finish (or `ehrlift finalize`)"
             );
@@ -361,7 +365,7 @@ fn shard_outcome(plan: &Plan, store: &dyn ObjectStore, state: &RunState, shard: 
                 already_finished: already,
                 attempts: m.attempts,
                 manifest: manifest_key(&state.run_id),
-                tables: merge_tables(plan, std::slice::from_ref(&m)),
+                tables: merge_tables(plan, std::slice::from_ref(m)),
                 shard: Some(shard.to_string()),
                 pending_shards: missing,
             })

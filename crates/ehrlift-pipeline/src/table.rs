@@ -45,13 +45,18 @@ pub(crate) struct TableJob<'a> {
     pub keys: Option<crate::crypto::TableKeys>,
 }
 
+/// A table, or `table slice N` for one slice of it: what progress events name.
+pub(crate) fn label(table: &str, slice: Option<u32>) -> String {
+    match slice {
+        None => table.to_owned(),
+        Some(s) => format!("{table} slice {s}"),
+    }
+}
+
 impl TableJob<'_> {
-    /// The table, or `table slice N` when this job reads one slice: for progress events.
+    /// What this job's progress events name.
     pub(crate) fn label(&self) -> String {
-        match self.slice {
-            None => self.mapping.table.clone(),
-            Some(s) => format!("{} slice {s}", self.mapping.table),
-        }
+        label(&self.mapping.table, self.slice)
     }
 }
 
