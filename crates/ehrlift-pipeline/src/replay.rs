@@ -118,7 +118,7 @@ pub(crate) fn load_progress(
     let prefix = commit_prefix(run_id, table, slice);
     let mut p = TableProgress { table: table.to_owned(), position: Position { line: 1, ..Position::default() }, ..Default::default() };
     for obj in store.list(&prefix)? {
-        // A whole table's folder holds only its records (slices are never mixed with it).
+        // Only this folder's records: a split table's slices keep theirs in folders below it.
         if obj.key.ends_with("/done.json") || obj.key[prefix.len()..].contains('/') {
             continue;
         }
